@@ -1,0 +1,40 @@
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+PEER_DATA = SHARED / "peer-data"
+
+
+def load_fixture(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """One workspace per test session: the embedded checkpoint is built once."""
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="session")
+def embedded_path(workspace) -> Path:
+    from lora_core.model import ensure_embedded_checkpoint
+
+    return ensure_embedded_checkpoint(workspace)
+
+
+@pytest.fixture(scope="session")
+def embedded_info(embedded_path):
+    from lora_core.model import read_model_info
+
+    return read_model_info(embedded_path)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(embedded_path):
+    from lora_core.model import load_tokenizer
+
+    return load_tokenizer(str(embedded_path))
