@@ -1,0 +1,86 @@
+"""Qwen3-VL LoRA workbench: see what your image settings, masks and LoRA runs really do.
+
+`python app.py --help` lists the options. Heavy libraries (transformers' model classes, peft) are
+imported by the tabs when first used, so the first page is served within seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+APP_TITLE = "Qwen3-VL LoRA workbench"
+
+CSS = """
+.lab-table { border-collapse: collapse; font-size: 0.9em; margin: 0.4em 0; }
+.lab-table th, .lab-table td { border: 1px solid var(--border-color-primary); padding: 3px 7px; text-align: right; }
+.lab-table td:first-child, .lab-table th:first-child { text-align: left; }
+.verdict-lost, .verdict-unreadable { color: #d11; font-weight: bold; }
+.verdict-blurry { color: #c80; font-weight: bold; }
+.verdict-ok, .verdict-clear { color: #080; font-weight: bold; }
+.lab-notes { font-size: 0.85em; opacity: 0.85; }
+"""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 to serve the network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port (default 7860)")
+    parser.add_argument("--workspace", type=Path, default=Path(os.environ.get("LORA_WORKSPACE", "workspace")),
+                        help="folder for the embedded model, demo data, annotations and runs (default ./workspace)")
+    parser.add_argument("--model", default=os.environ.get("LORA_MODEL", "embedded"),
+                        help="checkpoint folder or hub id (default: the embedded tiny Qwen3-VL, built offline)")
+    parser.add_argument("--auth", action="append", metavar="USER:PASSWORD",
+                        help="require a login; repeat for several users")
+    parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def parse_auth(pairs: list[str] | None) -> list[tuple[str, str]] | None:
+    if not pairs:
+        return None
+    parsed = []
+    for pair in pairs:
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit(f"--auth expects USER:PASSWORD, got {pair!r}")
+        parsed.append((user, password))
+    return parsed
+
+
+def build_app(ctx):
+    import gradio as gr
+
+    from ui import lab
+
+    with gr.Blocks(title=APP_TITLE) as blocks:
+        gr.Markdown(f"# {APP_TITLE}")
+        model_line = gr.Markdown("**Model:** preparing…", elem_id="model-summary")
+        with gr.Tabs():
+            with gr.Tab("Resolution Lab", id="lab"):
+                lab.build(ctx, blocks)
+        blocks.load(ctx.model_summary, None, model_line)
+    return blocks
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    auth = parse_auth(args.auth)
+    from ui.context import AppContext
+
+    ctx = AppContext(args.workspace, args.model)
+    blocks = build_app(ctx)
+    blocks.queue(default_concurrency_limit=4).launch(
+        server_name=args.host,
+        server_port=args.port,
+        auth=auth,
+        share=args.share,
+        max_file_size="50mb",
+        css=CSS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Gradio tabs: one module per tab, wiring components to core functions."""

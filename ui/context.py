@@ -1,0 +1,49 @@
+"""Long-lived state shared by the tabs: the workspace, the model and the demo data."""
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from pathlib import Path
+
+from lora_core.model import EMBEDDED_MODEL, ModelInfo, read_model_info, resolve_model_path
+
+
+class AppContext:
+    """Resolves the model in the background so the app serves its first page at once."""
+
+    def __init__(self, workspace: Path, model: str | None = None):
+        self.workspace = Path(workspace).resolve()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.model_arg = model or EMBEDDED_MODEL
+        self._model_info: ModelInfo | None = None
+        self._model_error: Exception | None = None
+        self._model_ready = threading.Event()
+        threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
+
+    def _resolve_model(self) -> None:
+        try:
+            self._model_info = read_model_info(resolve_model_path(self.model_arg, self.workspace))
+        except Exception as error:  # reported in the UI and by model_info()
+            self._model_error = error
+        finally:
+            self._model_ready.set()
+
+    def model_info(self, timeout: float = 120) -> ModelInfo:
+        if not self._model_ready.wait(timeout):
+            raise RuntimeError("The model is still being prepared; try again in a few seconds.")
+        if self._model_error is not None:
+            raise RuntimeError(f"The model {self.model_arg!r} could not be loaded: {self._model_error}")
+        return self._model_info
+
+    def model_summary(self) -> str:
+        try:
+            info = self.model_info()
+        except RuntimeError as error:
+            return f"**Model:** {error}"
+        return f"**Model:** {info.summary()}  \n`{info.path}`"
+
+    @cached_property
+    def demo(self):
+        from lora_core.demo_data import ensure_demo_data
+
+        return ensure_demo_data(self.workspace)

@@ -1,0 +1,398 @@
+"""Resolution Lab: what each image setting costs in tokens and loses in detail, side by side."""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+
+from lora_core.geometry import ImageSettings, geometry
+from lora_core.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
+from lora_core.resolution import (
+    DEFAULT_MAX_LENGTH,
+    TEXT_CLEAR_PX,
+    TEXT_READABLE_PX,
+    NamedSetting,
+    analyse,
+    mark_original,
+    preset_settings,
+    render_model_view,
+    targets_under_one_cell,
+    tokens_per_setting,
+)
+
+MAX_VIEWS = 6
+DEFAULT_PRESETS = ["max520", "max768", "max1024"]
+CLICK_MODES = ["element corners (2 clicks)", "click point"]
+
+
+@dataclass
+class Screenshot:
+    """The Lab's per-session selection: which screenshot and what is marked on it."""
+
+    path: str
+    name: str
+    width: int
+    height: int
+    elements: dict[str, dict] = field(default_factory=dict)  # demo elements by label
+    box: tuple | None = None
+    text_height: float | None = None
+    corner: tuple | None = None
+    point: tuple | None = None
+
+
+@lru_cache(maxsize=8)
+def decoded(path: str, mtime: float):
+    return open_screenshot(Path(path))
+
+
+def screenshot_image(shot: Screenshot):
+    return decoded(shot.path, Path(shot.path).stat().st_mtime)
+
+
+def demo_screenshot(ctx, name: str) -> Screenshot:
+    screen = ctx.demo.screen(name)
+    elements = {
+        e.label: {"box": e.box, "kind": e.kind, "text_height": e.text_height} for e in screen.elements
+    }
+    return Screenshot(str(screen.path), f"demo: {name}", screen.width, screen.height, elements)
+
+
+def uploaded_screenshot(path: str, model_settings: ImageSettings) -> tuple[Screenshot, list[str]]:
+    """Validate an upload; returns the screenshot and notes worth telling the user."""
+    image = open_screenshot(Path(path))  # raises ImageInputError with a sentence for the user
+    width, height = image.size
+    try:
+        geom = geometry(width, height, model_settings)
+    except ValueError:
+        ratio = max(width, height) / min(width, height)
+        raise ImageInputError(
+            f"This image is {width}×{height}: its aspect ratio {ratio:.0f}:1 is above the processor's limit of 200:1 "
+            "(transformers' smart_resize refuses it). Crop it into screen-sized pieces."
+        ) from None
+    notes = []
+    if width * height < model_settings.min_pixels:
+        notes.append(
+            f"This image is only {width}×{height}: below the processor's minimum of {model_settings.min_pixels:,} pixels, "
+            f"so it is upscaled to {geom.resized_width}×{geom.resized_height}. It is probably not a screenshot."
+        )
+    return Screenshot(path, Path(path).name, width, height), notes
+
+
+def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max) -> list[NamedSetting]:
+    chosen = [named for named in preset_settings(model_settings) if named.key in (presets or [])]
+    if use_custom:
+        custom = model_settings.with_(
+            max_dim=int(custom_max_dim) if custom_max_dim else None,
+            min_pixels=int(custom_min or model_settings.min_pixels),
+            max_pixels=int(custom_max or model_settings.max_pixels),
+        )
+        chosen.append(NamedSetting("custom", "custom", custom))
+    return chosen[:MAX_VIEWS]
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def report_table(shot: Screenshot, reports, max_length: int) -> str:
+    """The numbers for every setting, as an HTML table (data-* attributes for scripts and tests)."""
+    head = ["setting", "resized (W×H)", "scale", "grid (t,h,w)", "visual tokens", f"share of {max_length:,}",
+            "token cell on original", "click worst case"]
+    if shot.box:
+        head += ["element resized", "element in token cells", "element verdict"]
+        if shot.text_height:
+            head += ["text height resized", "text"]
+    if shot.point:
+        head += ["point's cell (row, col)", "error to cell centre"]
+    rows = []
+    for report in reports:
+        label = html.escape(report.setting.label)
+        if report.error:
+            rows.append(f'<tr data-setting="{report.setting.key}"><td>{label}</td><td colspan="{len(head) - 1}">'
+                        f"refused: {html.escape(report.error)}</td></tr>")
+            continue
+        g = report.geometry
+        cell_w, cell_h = g.token_cell_on_original
+        worst = report.click or None
+        wx, wy = (worst.worst_error if worst else (cell_w / 2, cell_h / 2))
+        cells = [
+            label,
+            f"{g.resized_width}×{g.resized_height}",
+            f"{g.scale_x:.3f}×{g.scale_y:.3f}",
+            ", ".join(map(str, g.grid_thw)),
+            f'<b data-field="visual_tokens">{g.visual_tokens:,}</b>',
+            f"{report.share_of_max_length:.1%}",
+            f"{fmt(cell_w)}×{fmt(cell_h)} px",
+            f"±{fmt(wx)} / ±{fmt(wy)} px",
+        ]
+        if shot.box:
+            e = report.element
+            cells += [
+                f"{fmt(e.resized_width)}×{fmt(e.resized_height)} px",
+                f'<span data-field="cells">{e.cells_wide:.2f}×{e.cells_high:.2f} = {e.cells:.2f}</span>',
+                f'<span class="verdict-{e.verdict}" data-field="verdict">{e.verdict}</span>',
+            ]
+            if shot.text_height:
+                cells += [f"{fmt(e.text_height)} px",
+                          f'<span class="verdict-{e.text_verdict}" data-field="text">{e.text_verdict}</span>']
+        if shot.point:
+            c = report.click
+            cells += [f"({c.cell_row}, {c.cell_col})", f"{fmt(c.centre_error)} px"]
+        rows.append(f'<tr data-setting="{report.setting.key}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f'<table class="lab-table" id="lab-numbers"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+EXPLANATION = f"""
+<div class="lab-notes">
+<b>How to read this.</b> One visual token covers a 32×32 px cell of the resized image (patch 16 × merge 2 for Qwen3-VL;
+the model's own processor config decides). An element smaller than one cell is <b>lost</b>; under four cells (2×2) it is
+<b>blurry</b>. Text height after resizing: ≥{TEXT_CLEAR_PX} px reads <b>clear</b>, {TEXT_READABLE_PX}–{TEXT_CLEAR_PX} px is
+<b>blurry</b>, under {TEXT_READABLE_PX} px <b>unreadable</b> (the seed's §4.3.2 and §4.6 thresholds). "Click worst case" is the
+error in original pixels of a point the model can only place at its token cell's centre: half a cell per axis.
+Token counts are computed by transformers' own <code>smart_resize</code> and equal the processor's.
+</div>
+"""
+
+
+def build(ctx, blocks: gr.Blocks) -> None:
+    """The Resolution Lab tab."""
+    demo_names = [screen.name for screen in ctx.demo.screens]
+    shot_state = gr.State(None)
+
+    gr.Markdown(
+        "Pick a screenshot and compare what each resolution costs in visual tokens and loses in detail. "
+        "Click two corners of an element on the screenshot to measure it, or switch to *click point* to see click precision."
+    )
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            demo_choice = gr.Dropdown(demo_names, value=demo_names[0], label="Demo screenshot", elem_id="lab-demo")
+            upload = gr.File(label="…or upload your screenshot (PNG/JPEG)", file_types=["image"], type="filepath",
+                             elem_id="lab-upload")
+            original = gr.Image(label="Screenshot (click to mark)", type="pil", format="png", interactive=False,
+                                elem_id="lab-original", height=620)
+            click_mode = gr.Radio(CLICK_MODES, value=CLICK_MODES[0], label="Clicks mark", elem_id="lab-click-mode")
+            element_choice = gr.Dropdown([], label="…or pick a demo element", elem_id="lab-element")
+            is_text = gr.Checkbox(False, label="The marked element is text (judge readability by its height)",
+                                  elem_id="lab-is-text")
+            clear = gr.Button("Clear marks", size="sm")
+        with gr.Column(scale=3):
+            with gr.Row():
+                presets = gr.CheckboxGroup(
+                    [(named.label, named.key) for named in preset_settings(ImageSettings())],
+                    value=DEFAULT_PRESETS, label="Settings to compare", elem_id="lab-presets")
+            with gr.Row():
+                use_custom = gr.Checkbox(False, label="Add a custom setting", elem_id="lab-use-custom")
+                custom_max_dim = gr.Number(None, label="custom max_dim", precision=0, minimum=1)
+                custom_min = gr.Number(None, label="custom min_pixels", precision=0, minimum=1)
+                custom_max = gr.Number(None, label="custom max_pixels", precision=0, minimum=1)
+            with gr.Row():
+                max_length = gr.Number(DEFAULT_MAX_LENGTH, label="max_length (tokens)", precision=0, minimum=1,
+                                       elem_id="lab-max-length")
+                show_patches = gr.Checkbox(True, label="16 px patch grid")
+                show_tokens = gr.Checkbox(True, label="32 px token grid")
+            status = gr.Markdown(elem_id="lab-status")
+            table = gr.HTML(elem_id="lab-table")
+            with gr.Row():
+                views = [gr.Image(label=f"view {i + 1}", type="pil", format="png", interactive=False, visible=i < 3,
+                                  elem_id=f"lab-view-{i}", height=620)
+                         for i in range(MAX_VIEWS)]
+            gr.HTML(EXPLANATION)
+    with gr.Accordion("Dataset view: visual tokens per setting over many screenshots", open=False):
+        with gr.Row():
+            dataset_files = gr.File(label="Screenshots (leave empty for the demo trajectories)", file_count="multiple",
+                                    file_types=["image"], type="filepath")
+            small_setting = gr.Dropdown(
+                [(named.label, named.key) for named in preset_settings(ImageSettings())], value="max520",
+                label="Setting for the small-target list")
+        analyse_button = gr.Button("Analyse dataset")
+        dataset_plot = gr.Plot(label="Visual tokens per image")
+        dataset_table = gr.HTML()
+
+    setting_inputs = [presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches, show_tokens]
+
+    def refresh(shot: Screenshot | None, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
+                show_patches, show_tokens):
+        return render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
+                          show_patches, show_tokens)
+
+    outputs = [original, table, status, *views]
+
+    def pick_demo(name):
+        shot = demo_screenshot(ctx, name)
+        return shot, gr.update(choices=sorted(shot.elements), value=None)
+
+    def pick_upload(path, current):
+        if not path:
+            return current, gr.update()
+        try:
+            shot, notes = uploaded_screenshot(path, ctx.model_info().settings)
+        except ImageInputError as error:
+            gr.Warning(str(error))
+            return current, gr.update()
+        for note in notes:
+            gr.Info(note)
+        return shot, gr.update(choices=[], value=None)
+
+    def on_click(shot: Screenshot | None, mode, text_flag, evt: gr.SelectData):
+        if shot is None:
+            return shot
+        x, y = (min(max(float(v), 0), limit) for v, limit in zip(evt.index, (shot.width, shot.height)))
+        if mode == CLICK_MODES[1]:
+            shot.point = (x, y)
+        elif shot.corner is None:
+            shot.corner = (x, y)
+        else:
+            (x0, y0), shot.corner = shot.corner, None
+            if abs(x - x0) < 1 or abs(y - y0) < 1:
+                gr.Warning("The two corners must differ in both x and y; click the opposite corner of the element.")
+            else:
+                shot.box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
+                shot.text_height = (shot.box[3] - shot.box[1]) if text_flag else None
+        return shot
+
+    def pick_element(shot: Screenshot | None, label):
+        if shot is None or not label or label not in shot.elements:
+            return shot, gr.update()
+        element = shot.elements[label]
+        shot.box, shot.corner = tuple(element["box"]), None
+        shot.text_height = element["text_height"] if element["kind"] == "text" else None
+        return shot, gr.update(value=shot.text_height is not None)
+
+    def set_text(shot: Screenshot | None, text_flag):
+        if shot is not None and shot.box:
+            shot.text_height = (shot.box[3] - shot.box[1]) if text_flag else None
+        return shot
+
+    def clear_marks(shot: Screenshot | None):
+        if shot is not None:
+            shot.box = shot.corner = shot.point = shot.text_height = None
+        return shot
+
+    demo_choice.change(pick_demo, demo_choice, [shot_state, element_choice]).then(
+        refresh, [shot_state, *setting_inputs], outputs)
+    upload.upload(pick_upload, [upload, shot_state], [shot_state, element_choice]).then(
+        refresh, [shot_state, *setting_inputs], outputs)
+    original.select(on_click, [shot_state, click_mode, is_text], shot_state).then(
+        refresh, [shot_state, *setting_inputs], outputs)
+    element_choice.input(pick_element, [shot_state, element_choice], [shot_state, is_text]).then(
+        refresh, [shot_state, *setting_inputs], outputs)
+    is_text.input(set_text, [shot_state, is_text], shot_state).then(refresh, [shot_state, *setting_inputs], outputs)
+    clear.click(clear_marks, shot_state, shot_state).then(refresh, [shot_state, *setting_inputs], outputs)
+    for component in setting_inputs:
+        component.change(refresh, [shot_state, *setting_inputs], outputs)
+    analyse_button.click(lambda files, key: analyse_dataset(ctx, files, key), [dataset_files, small_setting],
+                         [dataset_plot, dataset_table])
+    blocks.load(pick_demo, demo_choice, [shot_state, element_choice]).then(
+        refresh, [shot_state, *setting_inputs], outputs)
+
+
+def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches,
+               show_tokens):
+    """Everything the Lab shows for one screenshot: marked original, numbers table, status, model views."""
+    blank_views = [gr.update(value=None, visible=i < 3) for i in range(MAX_VIEWS)]
+    if shot is None:
+        return None, "", "Pick a demo screenshot or upload one.", *blank_views
+    try:
+        model_settings = ctx.model_info().settings
+        settings = chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max)
+    except (RuntimeError, ValueError) as error:
+        return gr.update(), "", f"⚠️ {error}", *blank_views
+    if not settings:
+        return gr.update(), "", "Tick at least one setting to compare.", *blank_views
+    image = screenshot_image(shot)
+    length = int(max_length) if max_length and max_length > 0 else DEFAULT_MAX_LENGTH
+    reports = analyse(shot.width, shot.height, settings, length, shot.box, shot.text_height, shot.point)
+    view_updates = []
+    for i in range(MAX_VIEWS):
+        if i < len(reports) and reports[i].geometry is not None:
+            g = reports[i].geometry
+            picture = render_model_view(image, g, show_patches=show_patches, show_tokens=show_tokens,
+                                        box=shot.box, point=shot.point)
+            view_updates.append(gr.update(
+                value=picture, visible=True,
+                label=f"{reports[i].setting.label}: {g.resized_width}×{g.resized_height}, {g.visual_tokens:,} tokens"))
+        else:
+            view_updates.append(gr.update(value=None, visible=i < len(reports)))
+    status = f"**{html.escape(shot.name)}** — {shot.width}×{shot.height} px"
+    if shot.corner:
+        status += " · first corner set, click the opposite corner"
+    elif shot.box:
+        x0, y0, x1, y1 = shot.box
+        status += f" · element {x1 - x0:.0f}×{y1 - y0:.0f} px at ({x0:.0f}, {y0:.0f})"
+    if shot.point:
+        status += f" · click point ({shot.point[0]:.0f}, {shot.point[1]:.0f})"
+    marked = mark_original(image, shot.box, shot.corner, shot.point)
+    return marked, report_table(shot, reports, length), status, *view_updates
+
+
+def analyse_dataset(ctx, files, small_key):
+    """Token distribution per setting over the demo trajectories or uploaded screenshots."""
+    model_settings = ctx.model_info().settings
+    settings = preset_settings(model_settings)
+    sizes, targets, problems = [], [], []
+    if files:
+        for path in files:
+            try:
+                width, height = read_image_size(Path(path))
+                check_dimensions(width, height, Path(path).name)
+                sizes.append((width, height))
+            except ImageInputError as error:
+                problems.append(str(error))
+    else:
+        for trajectory in ctx.demo.trajectories:
+            for number, step in enumerate(trajectory.steps, start=1):
+                screen = ctx.demo.screen(step.screenshot)
+                sizes.append((screen.width, screen.height))
+                if step.target is not None:
+                    targets.append((f"{trajectory.id} step {number}", step.target.label,
+                                    (screen.width, screen.height), step.target.box))
+    if not sizes:
+        gr.Warning("None of the files is a usable image. " + " ".join(problems[:3]))
+        return None, ""
+    counts = tokens_per_setting(sizes, settings)
+    figure = token_distribution_plot(counts, settings)
+    small_setting = next(named for named in settings if named.key == small_key)
+    rows = "".join(
+        f"<tr><td>{html.escape(named.label)}</td><td>{min(counts[named.key], default=0):,}</td>"
+        f"<td>{sorted(counts[named.key])[len(counts[named.key]) // 2] if counts[named.key] else 0:,}</td>"
+        f"<td>{max(counts[named.key], default=0):,}</td><td>{sum(counts[named.key]):,}</td></tr>"
+        for named in settings
+    )
+    summary = (f"<p>{len(sizes)} image(s). Visual tokens per image:</p><table class='lab-table'><thead><tr><th>setting</th>"
+               f"<th>min</th><th>median</th><th>max</th><th>total</th></tr></thead><tbody>{rows}</tbody></table>")
+    if targets:
+        small = targets_under_one_cell(targets, small_setting.settings)
+        listed = "".join(
+            f"<tr><td>{html.escape(t.name)}</td><td>{html.escape(t.label)}</td><td>{t.box[2] - t.box[0]:.0f}×"
+            f"{t.box[3] - t.box[1]:.0f}</td><td>{t.cells:.2f}</td></tr>" for t in small)
+        summary += (f"<p><b>{len(small)} of {len(targets)} click targets</b> fall under one token cell at "
+                    f"{html.escape(small_setting.label)}:</p>")
+        if small:
+            summary += (f"<table class='lab-table'><thead><tr><th>step</th><th>target</th><th>size (px)</th>"
+                        f"<th>token cells</th></tr></thead><tbody>{listed}</tbody></table>")
+    elif files:
+        summary += "<p>Uploaded screenshots carry no element boxes, so small targets cannot be listed.</p>"
+    if problems:
+        summary += "<p>Skipped: " + html.escape(" ".join(problems)) + "</p>"
+    return figure, summary
+
+
+def token_distribution_plot(counts: dict[str, list[int]], settings: list[NamedSetting]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3.2))
+    labels = [named.label.replace(" (", "\n(") for named in settings]
+    axis.boxplot([counts[named.key] or [0] for named in settings], tick_labels=labels, showmeans=True)
+    axis.set_ylabel("visual tokens per image")
+    axis.set_yscale("log")
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
