@@ -84,6 +84,9 @@ def uploaded_screenshot(path: str, model_settings: ImageSettings) -> tuple[Scree
 def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max) -> list[NamedSetting]:
     chosen = [named for named in preset_settings(model_settings) if named.key in (presets or [])]
     if use_custom:
+        for name, value in (("max_dim", custom_max_dim), ("min_pixels", custom_min), ("max_pixels", custom_max)):
+            if value is not None and value < 0:
+                raise ValueError(f"Custom {name} must be a positive number of pixels, not {value:g}.")
         custom = model_settings.with_(
             max_dim=int(custom_max_dim) if custom_max_dim else None,
             min_pixels=int(custom_min or model_settings.min_pixels),
@@ -161,6 +164,7 @@ Token counts are computed by transformers' own <code>smart_resize</code> and equ
 def build(ctx, blocks: gr.Blocks) -> None:
     """The Resolution Lab tab."""
     demo_names = [screen.name for screen in ctx.demo.screens]
+    first_demo = "files_root" if "files_root" in demo_names else demo_names[0]
     shot_state = gr.State(None)
 
     gr.Markdown(
@@ -169,7 +173,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
     )
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            demo_choice = gr.Dropdown(demo_names, value=demo_names[0], label="Demo screenshot", elem_id="lab-demo")
+            demo_choice = gr.Dropdown(demo_names, value=first_demo, label="Demo screenshot", elem_id="lab-demo")
             upload = gr.File(label="…or upload your screenshot (PNG/JPEG)", file_types=["image"], type="filepath",
                              elem_id="lab-upload")
             original = gr.Image(label="Screenshot (click to mark)", type="pil", format="png", interactive=False,
@@ -186,11 +190,11 @@ def build(ctx, blocks: gr.Blocks) -> None:
                     value=DEFAULT_PRESETS, label="Settings to compare", elem_id="lab-presets")
             with gr.Row():
                 use_custom = gr.Checkbox(False, label="Add a custom setting", elem_id="lab-use-custom")
-                custom_max_dim = gr.Number(None, label="custom max_dim", precision=0, minimum=1)
-                custom_min = gr.Number(None, label="custom min_pixels", precision=0, minimum=1)
-                custom_max = gr.Number(None, label="custom max_pixels", precision=0, minimum=1)
+                custom_max_dim = gr.Number(640, label="custom max_dim (0: no pre-resize)", precision=0)
+                custom_min = gr.Number(ImageSettings().min_pixels, label="custom min_pixels", precision=0)
+                custom_max = gr.Number(ImageSettings().max_pixels, label="custom max_pixels", precision=0)
             with gr.Row():
-                max_length = gr.Number(DEFAULT_MAX_LENGTH, label="max_length (tokens)", precision=0, minimum=1,
+                max_length = gr.Number(DEFAULT_MAX_LENGTH, label="max_length (tokens)", precision=0,
                                        elem_id="lab-max-length")
                 show_patches = gr.Checkbox(True, label="16 px patch grid")
                 show_tokens = gr.Checkbox(True, label="32 px token grid")
