@@ -38,3 +38,16 @@ def tokenizer(embedded_path):
     from lora_core.model import load_tokenizer
 
     return load_tokenizer(str(embedded_path))
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """The real app, started as `python app.py` in a subprocess with its own workspace."""
+    from tests.server import AppServer
+
+    server = AppServer(tmp_path_factory.mktemp("app-workspace"))
+    try:
+        server.wait_until_up()
+        yield server
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import FileData
 
 from lora_core.geometry import ImageSettings, geometry
 from lora_core.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
@@ -290,8 +291,38 @@ def build(ctx, blocks: gr.Blocks) -> None:
         component.change(refresh, [shot_state, *setting_inputs], outputs)
     analyse_button.click(lambda files, key: analyse_dataset(ctx, files, key), [dataset_files, small_setting],
                          [dataset_plot, dataset_table])
+    gr.api(report_api(ctx), api_name="lab_report")
     blocks.load(pick_demo, demo_choice, [shot_state, element_choice]).then(
         refresh, [shot_state, *setting_inputs], outputs)
+
+
+def report_api(ctx):
+    def lab_report(screenshot: FileData, presets: list[str], max_length: int = DEFAULT_MAX_LENGTH) -> dict:
+        """Resized size, grid, visual tokens and share of max_length of a screenshot at each preset
+        (max520, max768, max1024, official, model)."""
+        path = screenshot["path"] if isinstance(screenshot, dict) else str(screenshot)
+        model_settings = ctx.model_info().settings
+        try:
+            shot, notes = uploaded_screenshot(path, model_settings)
+        except ImageInputError as error:
+            raise gr.Error(str(error)) from None
+        unknown = set(presets) - {named.key for named in preset_settings(model_settings)}
+        if unknown:
+            raise gr.Error(f"Unknown preset(s) {sorted(unknown)}; use max520, max768, max1024, official or model.")
+        settings = chosen_settings(model_settings, presets, False, None, None, None)
+        reports = analyse(shot.width, shot.height, settings, max_length)
+        return {
+            "width": shot.width,
+            "height": shot.height,
+            "notes": notes,
+            "settings": [
+                {"key": r.setting.key, "label": r.setting.label, **r.geometry.as_dict(),
+                 "share_of_max_length": r.share_of_max_length}
+                for r in reports
+            ],
+        }
+
+    return lab_report
 
 
 def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches,

@@ -3,23 +3,12 @@ import shutil
 
 import pytest
 
-from tests.server import AppServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
-
-
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    server = AppServer(tmp_path_factory.mktemp("browser-workspace"))
-    try:
-        server.wait_until_up()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
