@@ -50,19 +50,43 @@ def parse_auth(pairs: list[str] | None) -> list[tuple[str, str]] | None:
     return parsed
 
 
+# (tab title, tab id, module in ui/): each module has build(ctx, blocks) and may define CSS and JS.
+TABS = [
+    ("Resolution Lab", "lab", "ui.lab"),
+]
+
+
+def tab_modules():
+    import importlib
+
+    return [(title, tab_id, importlib.import_module(name)) for title, tab_id, name in TABS]
+
+
 def build_app(ctx):
     import gradio as gr
-
-    from ui import lab
 
     with gr.Blocks(title=APP_TITLE) as blocks:
         gr.Markdown(f"# {APP_TITLE}")
         model_line = gr.Markdown("**Model:** preparing…", elem_id="model-summary")
         with gr.Tabs():
-            with gr.Tab("Resolution Lab", id="lab"):
-                lab.build(ctx, blocks)
+            for title, tab_id, module in tab_modules():
+                with gr.Tab(title, id=tab_id):
+                    module.build(ctx, blocks)
         blocks.load(ctx.model_summary, None, model_line)
     return blocks
+
+
+def page_css() -> str:
+    return CSS + "".join(getattr(module, "CSS", "") for _, _, module in tab_modules())
+
+
+def page_js() -> str | None:
+    """Each tab's browser script (keyboard shortcuts), run once when the page loads."""
+    scripts = [getattr(module, "JS", "") for _, _, module in tab_modules()]
+    scripts = [script for script in scripts if script]
+    if not scripts:
+        return None
+    return "() => {" + "".join(f"({script})();" for script in scripts) + "}"
 
 
 def main(argv=None) -> None:
@@ -78,7 +102,8 @@ def main(argv=None) -> None:
         auth=auth,
         share=args.share,
         max_file_size="50mb",
-        css=CSS,
+        css=page_css(),
+        js=page_js(),
     )
 
 

@@ -113,7 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     mask.add_argument("--max-length", type=positive_int, default=None)
     add_image_options(mask)
     mask.set_defaults(handler=run_mask)
+
+    for register in extra_commands():
+        register(commands, add_image_options)
     return parser
+
+
+def extra_commands():
+    """Sub-commands that live beside the code they run: each module has register(commands, add_image_options)."""
+    import importlib
+
+    return [importlib.import_module(f"lora_core.{name}").register for name in EXTRA_COMMAND_MODULES]
+
+
+# modules adding sub-commands (audit, coverage, ...); one line each
+EXTRA_COMMAND_MODULES: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,90 @@
+"""Trajectory → training samples: one multi-turn sample per step (seed §6.1.1, §8.2.2).
+
+A sample is: system prompt, the instruction, the previous steps as assistant turns (only the last
+K screenshots kept), the current screenshot, then the target answer. Coordinates are written in the
+export convention; steps carry abs-original pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .agent import format_answer, map_points
+from .coords import as_int_point, from_original
+from .geometry import ImageSettings, geometry
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a GUI agent. You are given a task and your action history, with screenshots. "
+    "You need to perform the next action to complete the task. Answer with your reasoning in "
+    "<thinking></thinking> and the action as JSON in <tool_call></tool_call>."
+)
+CURRENT_SCREENSHOT_TEXT = "Current screenshot"
+
+
+@dataclass(frozen=True)
+class SliceStep:
+    """One step as the slicer needs it: screenshot (path relative to the export), its size, the answer."""
+
+    image: str
+    width: int
+    height: int
+    thinking: str
+    action: dict  # abs-original pixels
+    wrong: bool = False  # a deliberately wrong step kept in history, never trained
+
+
+@dataclass
+class SliceOptions:
+    max_images: int = 1  # the seed's max_images_per_sample
+    coordinate_space: str = "norm1000"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    image_settings: ImageSettings = field(default_factory=ImageSettings)  # for abs-resized exports
+
+
+def step_answer(step: SliceStep, options: SliceOptions) -> str:
+    geom = geometry(step.width, step.height, options.image_settings)
+
+    def convert(x, y):
+        point = from_original(x, y, options.coordinate_space, geom)
+        return as_int_point(point, options.coordinate_space, geom)
+
+    return format_answer(step.thinking, map_points(step.action, convert))
+
+
+def sample_for_step(task: str, steps: Sequence[SliceStep], index: int, options: SliceOptions) -> dict:
+    """The sample that trains step `index`, with steps[:index] as its history."""
+    if options.max_images < 1:
+        raise ValueError("max_images must be at least 1: the current screenshot is always kept.")
+    messages: list[dict] = [
+        {"role": "system", "content": options.system_prompt},
+        {"role": "user", "content": task},
+    ]
+    first_history_image = index - (options.max_images - 1)
+    for position, step in enumerate(steps[:index]):
+        if position >= first_history_image:
+            messages.append({"role": "user", "content": [{"type": "image", "image": step.image}]})
+        message = {"role": "assistant", "content": step_answer(step, options)}
+        if step.wrong:
+            message["loss"] = False
+        messages.append(message)
+    current = steps[index]
+    messages.append({"role": "user", "content": [
+        {"type": "image", "image": current.image}, {"type": "text", "text": CURRENT_SCREENSHOT_TEXT}]})
+    messages.append({"role": "assistant", "content": step_answer(current, options)})
+    return {"messages": messages}
+
+
+def slice_trajectory(task: str, steps: Sequence[SliceStep], options: SliceOptions | None = None) -> list[dict]:
+    """One sample per step that is not itself a wrong step."""
+    options = options or SliceOptions()
+    return [sample_for_step(task, steps, index, options) for index, step in enumerate(steps) if not step.wrong]
+
+
+def sample_images(sample: dict) -> list[str]:
+    return [
+        item["image"]
+        for message in sample["messages"]
+        if isinstance(message["content"], list)
+        for item in message["content"]
+        if item.get("type") == "image"
+    ]
