@@ -112,7 +112,9 @@ def build_embedded_checkpoint(folder: Path) -> Path:
     """Build the tiny Qwen3-VL (seeded) with the real tokenizer and save it like any checkpoint."""
     import torch
     from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))

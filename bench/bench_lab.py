@@ -1,0 +1,98 @@
+"""Resolution Lab benchmarks: geometry throughput, the Lab's render, cold start of the app.
+
+    python bench/bench_lab.py
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from common import ROOT, machine, median_seconds, report
+
+
+def bench_geometry() -> None:
+    from lora_core.geometry import ImageSettings, geometry
+
+    settings = ImageSettings(max_dim=1024)
+    sizes = [(320 + (i * 7) % 3500, 480 + (i * 13) % 3000) for i in range(100_000)]
+
+    def run():
+        for width, height in sizes:
+            geometry(width, height, settings).visual_tokens
+
+    seconds, runs = median_seconds(run, repeats=5)
+    report("geometry() for 100,000 sizes", seconds, runs=runs)
+
+
+def bench_lab_render(workspace: Path) -> None:
+    """Server time of the Lab's handler for a 1080×2400 screenshot at three settings (520, 768, 1024)."""
+    from ui.context import AppContext
+    from ui.lab import DEFAULT_PRESETS, demo_screenshot, render_lab
+
+    ctx = AppContext(workspace)
+    ctx.model_info()
+    shot = demo_screenshot(ctx, "files_root")
+    shot.box, shot.point = (60, 420, 140, 500), (100, 460)
+
+    def run():
+        render_lab(ctx, shot, DEFAULT_PRESETS, False, None, None, None, 6200, True, True)
+
+    seconds, runs = median_seconds(run, repeats=9, warmup=2)
+    report("Lab render, 1080×2400 at 3 settings (element + point marked)", seconds, "≤ 250 ms", runs)
+
+    def run_and_encode():
+        """The same, plus the PNG encoding gradio does before sending the 4 images."""
+        original, _, _, *views = render_lab(ctx, shot, DEFAULT_PRESETS, False, None, None, None, 6200, True, True)
+        for picture in [original] + [view["value"] for view in views if view.get("value") is not None]:
+            picture.save(io.BytesIO(), format="png")
+
+    seconds, runs = median_seconds(run_and_encode, repeats=9, warmup=2)
+    report("  … including PNG encoding of the screenshot and 3 views", seconds, None, runs)
+
+
+def first_http_200(workspace: Path, port: int) -> float:
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--workspace", str(workspace)],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.05)
+            if time.perf_counter() - start > 60:
+                raise RuntimeError("no answer within 60 s")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def bench_cold_start(repeats: int = 5) -> None:
+    from tests.server import free_port
+
+    fresh, warm = [], []
+    for _ in range(repeats):
+        workspace = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+        fresh.append(first_http_200(workspace, free_port()))
+        time.sleep(1)  # let the background model build finish writing
+        warm.append(first_http_200(workspace, free_port()))
+        shutil.rmtree(workspace, ignore_errors=True)
+    report("cold start to first HTTP 200, new workspace", statistics.median(fresh), "≤ 8 s", fresh)
+    report("cold start to first HTTP 200, existing workspace", statistics.median(warm), "≤ 8 s", warm)
+
+
+if __name__ == "__main__":
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory(prefix="bench-lab-") as folder:
+        bench_geometry()
+        bench_lab_render(Path(folder))
+    bench_cold_start()
