@@ -128,3 +128,38 @@ def test_paths_cannot_escape(tmp_path):
     for escape in ("../outside.png", "/etc/passwd", "a/../../outside.png"):
         with pytest.raises(ImageInputError, match="outside"):
             safe_resolve(tmp_path, escape)
+
+
+class FixedContext:
+    """The parts of AppContext the Lab's dataset view reads, without starting the app."""
+
+    def __init__(self, workspace, info):
+        from lora_core.demo_data import ensure_demo_data
+
+        self.demo = ensure_demo_data(workspace)
+        self.info = info
+
+    def model_info(self):
+        return self.info
+
+
+def test_dataset_view_over_the_demo_trajectories(workspace, embedded_info):
+    from ui.lab import analyse_dataset
+
+    ctx = FixedContext(workspace, embedded_info)
+    figure, summary = analyse_dataset(ctx, None, "max520")
+    steps = sum(len(t.steps) for t in ctx.demo.trajectories)
+    assert f"{steps} image(s)" in summary
+    targets = [s.target for t in ctx.demo.trajectories for s in t.steps if s.target is not None]
+    small = [t for t in targets if (t.box[2] - t.box[0]) * (t.box[3] - t.box[1]) * (224 / 1080) * (512 / 2400) < 32 * 32]
+    assert f"{len(small)} of {len(targets)} click targets" in summary
+    assert figure is not None
+
+
+def test_dataset_view_skips_bad_files(tmp_path, workspace, embedded_info):
+    from ui.lab import analyse_dataset
+
+    ctx = FixedContext(workspace, embedded_info)
+    (tmp_path / "junk.png").write_text("junk")
+    _, summary = analyse_dataset(ctx, [str(FIGURE), str(tmp_path / "junk.png")], "max520")
+    assert "1 image(s)" in summary and "Skipped" in summary and "junk.png" in summary
