@@ -147,26 +147,19 @@ class Geometry:
     def scale_y(self) -> float:
         return self.resized_height / self.height
 
-    def edges_on_original(self, step: int, resized_length: int, original_length: int) -> list[float]:
-        return [i * step * original_length / resized_length for i in range(resized_length // step + 1)]
+    def grid_edges(self, step: int) -> tuple[list[float], list[float]]:
+        """x and y edges, in original-screenshot pixels, of a grid of `step` resized pixels."""
+        xs = [i * step / self.scale_x for i in range(self.resized_width // step + 1)]
+        ys = [i * step / self.scale_y for i in range(self.resized_height // step + 1)]
+        return xs, ys
 
     @cached_property
     def patch_edges(self) -> tuple[list[float], list[float]]:
-        """x and y edges of every patch_size patch, in original-screenshot pixels."""
-        p = self.settings.patch_size
-        return (
-            self.edges_on_original(p, self.resized_width, self.width),
-            self.edges_on_original(p, self.resized_height, self.height),
-        )
+        return self.grid_edges(self.settings.patch_size)
 
     @cached_property
     def token_cell_edges(self) -> tuple[list[float], list[float]]:
-        """x and y edges of every visual-token cell, in original-screenshot pixels."""
-        c = self.settings.token_cell_size
-        return (
-            self.edges_on_original(c, self.resized_width, self.width),
-            self.edges_on_original(c, self.resized_height, self.height),
-        )
+        return self.grid_edges(self.settings.token_cell_size)
 
     @property
     def token_cell_on_original(self) -> tuple[float, float]:
