@@ -206,6 +206,14 @@ def encode_sample(
     """Render, truncate to max_length, then label: the seed's order, so an answer cut before its
     <|im_end|> is not trained at all."""
     rendered = render_chat(messages, tokenizer, image_sizes, settings, chat_template)
+    return encode_rendered(rendered, mode, max_length)
+
+
+def encode_rendered(
+    rendered: RenderedChat, mode: LabelMode | str = LabelMode.LAST, max_length: int | None = None
+) -> EncodedSample:
+    """Truncate an already rendered chat to max_length, then label it (encode_sample's second half),
+    so a mode or max_length change does not render again."""
     if max_length is not None and max_length < 1:
         raise ValueError(f"max_length must be positive, got {max_length}.")
     ids = rendered.input_ids[:max_length] if max_length else list(rendered.input_ids)

@@ -49,7 +49,9 @@ def image_reference(item: dict) -> str | None:
 
 
 def is_inline(reference: str | None) -> bool:
-    return reference is None or reference in INLINE_IMAGE_MARKERS or reference.startswith("data:")
+    if not isinstance(reference, str):  # None is inline; other non-strings are refused by safe_resolve
+        return reference is None
+    return reference in INLINE_IMAGE_MARKERS or reference.startswith("data:")
 
 
 def split_placeholders(text: str) -> list[dict]:

@@ -1,0 +1,258 @@
+"""Whole datasets as people have them, read without guessing from the file name.
+
+A dataset is a list of records plus the folder its image paths are relative to. The form is detected
+from the content:
+- JSONL: one record per line (native samples, LLaMA-Factory / ms-swift `messages` + `images`);
+- a JSON list of records (LLaMA-Factory's `mllm_demo.json`), or of message lists;
+- one record (`{"messages": [...]}`) or one bare message list (a MAI-UI message list).
+ShareGPT records (`conversations` with `from`/`value`) are turned into `messages`. Each record becomes
+a `ChatSample` only when asked, so one bad record never hides the others; its error names its line
+or its position.
+
+Other sources (the demo trajectories, an annotation store) plug in with `records_dataset`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .samples import ChatSample, SampleFormatError, normalize_record
+
+MAX_DATASET_BYTES = 512 * 1024 * 1024
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+                  "observation": "tool", "function_call": "assistant", "tool": "tool"}
+
+
+@dataclass
+class DatasetEntry:
+    number: int  # 1-based position among the records
+    where: str  # how to find it in the file: "line 12", "record 3"
+    record: dict | None
+    error: str | None = None  # why the record could not even be parsed
+
+    @property
+    def sample_id(self) -> str | None:
+        if isinstance(self.record, dict):
+            value = self.record.get("id")
+            if isinstance(value, (str, int)):
+                return str(value)
+        return None
+
+    def title(self, width: int = 60) -> str:
+        """A short name for lists: its id, else the first user text."""
+        if self.error:
+            return f"{self.where}: unreadable"
+        name = self.sample_id
+        if not name and isinstance(self.record, dict):
+            name = first_user_text(self.record.get("messages") or [])
+        name = " ".join((name or "").split())
+        if len(name) > width:
+            name = name[: width - 1] + "…"
+        return f"{self.where}: {name}" if name else self.where
+
+
+@dataclass
+class Dataset:
+    name: str
+    base_dir: Path  # image paths resolve here and must stay inside it
+    form: str  # "JSONL", "JSON list", "single record", "message list", or the plugged-in source's name
+    entries: list[DatasetEntry]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def sample(self, index: int) -> ChatSample:
+        """The `index`-th record (0-based) as a ChatSample; raises SampleFormatError naming where it is."""
+        if not 0 <= index < len(self.entries):
+            raise SampleFormatError(f"{self.name} has {len(self.entries)} sample(s); there is no sample {index + 1}.")
+        entry = self.entries[index]
+        if entry.error:
+            raise SampleFormatError(f"{self.name}, {entry.where}: {entry.error}")
+        return normalize_record(entry.record, self.base_dir, where=f"{self.name}, {entry.where}")
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for entry in self.entries if entry.error)
+
+
+def first_user_text(messages) -> str:
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict) and message.get("role") in ("user", "human"):
+            content = message.get("content")
+            if isinstance(content, str):
+                return content.replace("<image>", "")
+            if isinstance(content, list):
+                return " ".join(i.get("text", "") for i in content if isinstance(i, dict) and i.get("type") == "text")
+    return ""
+
+
+def as_record(data, where: str) -> dict:
+    """One parsed JSON value as a record with `messages`; ShareGPT and bare message lists are converted."""
+    if isinstance(data, list):
+        return {"messages": data}
+    if not isinstance(data, dict):
+        raise SampleFormatError(f"{where} is a JSON {type(data).__name__}, not an object with 'messages'.")
+    if "messages" not in data and isinstance(data.get("conversations"), list):
+        data = sharegpt_record(data, where)
+    images = data.get("images")
+    if isinstance(images, list) and any(isinstance(image, dict) for image in images):
+        # ms-swift also writes an image as {"path": ...}
+        data = {**data, "images": [image.get("path") if isinstance(image, dict) else image for image in images]}
+    return data
+
+
+def sharegpt_record(data: dict, where: str) -> dict:
+    messages = []
+    if isinstance(data.get("system"), str) and data["system"]:
+        messages.append({"role": "system", "content": data["system"]})
+    for number, turn in enumerate(data["conversations"], start=1):
+        if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:
+            raise SampleFormatError(
+                f"{where}, turn {number}: 'from' must be one of {', '.join(SHAREGPT_ROLES)} (ShareGPT form).")
+        messages.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn.get("value", "")})
+    record = {key: value for key, value in data.items() if key not in ("conversations", "system")}
+    record["messages"] = messages
+    return record
+
+
+def looks_like_message(value) -> bool:
+    return isinstance(value, dict) and "role" in value and "messages" not in value
+
+
+def json_error_sentence(error: json.JSONDecodeError, what: str) -> str:
+    return f"{what} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+
+
+def parse_dataset_text(text: str, base_dir: Path, name: str = "the dataset") -> Dataset:
+    """Read a dataset from its text; the form is detected from the content."""
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise SampleFormatError(f"{name} is empty.")
+    lines = text.splitlines()
+    filled = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        if len(filled) > 1 and any(line_is_json_value(line) for _, line in filled[:5]):
+            return jsonl_dataset(filled, base_dir, name)
+        raise SampleFormatError(json_error_sentence(error, name)) from None
+    if isinstance(data, list):
+        if data and all(looks_like_message(item) for item in data):
+            return Dataset(name, base_dir, "message list", [DatasetEntry(1, "the message list", {"messages": data})])
+        entries = []
+        for number, item in enumerate(data, start=1):
+            where = f"record {number}"
+            try:
+                entries.append(DatasetEntry(number, where, as_record(item, where)))
+            except SampleFormatError as error:
+                entries.append(DatasetEntry(number, where, None, str(error)))
+        if not entries:
+            raise SampleFormatError(f"{name} is an empty JSON list.")
+        return Dataset(name, base_dir, "JSON list", entries)
+    return Dataset(name, base_dir, "single record", [DatasetEntry(1, "the record", as_record(data, name))])
+
+
+def line_is_json_value(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), (dict, list))
+    except json.JSONDecodeError:
+        return False
+
+
+def jsonl_dataset(lines: list[tuple[int, str]], base_dir: Path, name: str) -> Dataset:
+    entries = []
+    for position, (line_number, line) in enumerate(lines, start=1):
+        where = f"line {line_number}"
+        try:
+            entries.append(DatasetEntry(position, where, as_record(json.loads(line), where)))
+        except json.JSONDecodeError as error:
+            entries.append(DatasetEntry(position, where, None, f"not valid JSON: {error.msg} at column {error.colno}."))
+        except SampleFormatError as error:
+            entries.append(DatasetEntry(position, where, None, str(error)))
+    return Dataset(name, base_dir, "JSONL", entries)
+
+
+def read_dataset(path: Path) -> Dataset:
+    """A dataset file; images resolve relative to its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise SampleFormatError(f"{path} does not exist.")
+    if not path.is_file():
+        raise SampleFormatError(f"{path} is not a file; give a .jsonl or .json dataset.")
+    if path.stat().st_size > MAX_DATASET_BYTES:
+        raise SampleFormatError(f"{path.name} is over {MAX_DATASET_BYTES // 2**20} MB; split it into smaller files.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SampleFormatError(f"{path.name} is not UTF-8 text; a dataset is JSON or JSONL.") from None
+    return parse_dataset_text(text, path.parent, path.name)
+
+
+def records_dataset(records: Iterable[dict], base_dir: Path, name: str, form: str = "records") -> Dataset:
+    """Records already in memory (demo trajectories, an annotation store), images relative to base_dir."""
+    entries = []
+    for number, record in enumerate(records, start=1):
+        where = f"sample {number}"
+        try:
+            entries.append(DatasetEntry(number, where, as_record(record, where)))
+        except SampleFormatError as error:
+            entries.append(DatasetEntry(number, where, None, str(error)))
+    return Dataset(name, Path(base_dir), form, entries)
+
+
+def demo_dataset(demo, max_images: int = 1) -> Dataset:
+    """The demo trajectories sliced into training samples, one per step, as the exporter slices them."""
+    from .slicing import SliceOptions, SliceStep, slice_trajectory
+
+    records = []
+    for trajectory in demo.trajectories:
+        steps = []
+        for step in trajectory.steps:
+            screen = demo.screen(step.screenshot)
+            steps.append(SliceStep(str(screen.path.relative_to(demo.root)), screen.width, screen.height,
+                                   step.thinking, step.action))
+        for number, record in enumerate(slice_trajectory(trajectory.task, steps, SliceOptions(max_images=max_images)),
+                                        start=1):
+            records.append({"id": f"{trajectory.id}-step-{number:02d}", **record})  # the trainer's demo ids
+    return records_dataset(records, demo.root, "demo trajectories", "demo trajectories (sliced)")
+
+
+MAX_ZIP_MEMBERS = 100_000
+MAX_ZIP_BYTES = 4 * 1024**3
+NOT_DATASETS = ("dataset_info.json",)  # LLaMA-Factory's registry, shipped beside its datasets
+
+
+def extract_dataset_zip(zip_path: Path, destination: Path) -> list[Path]:
+    """Unpack a .zip holding a dataset and its images; returns the dataset files found, best guess first.
+
+    Members that would land outside `destination` (absolute paths, `..`) or are links are refused.
+    """
+    import zipfile
+
+    destination = Path(destination).resolve()
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError):
+        raise SampleFormatError(f"{Path(zip_path).name} is not a readable .zip file.") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+            raise SampleFormatError(f"{Path(zip_path).name} is too large to unpack here; give its folder's path instead.")
+        for member in members:
+            if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise SampleFormatError(f"{member.filename} in the .zip is a link; links are not unpacked.")
+            target = (destination / member.filename).resolve()
+            if destination not in target.parents:
+                raise SampleFormatError(f"{member.filename} in the .zip points outside its folder; it is refused.")
+        archive.extractall(destination, members)
+    found = [
+        path for path in destination.rglob("*")
+        if path.suffix.lower() in (".jsonl", ".json") and path.is_file() and path.name not in NOT_DATASETS
+        and not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(destination).parts)
+    ]
+    found.sort(key=lambda p: (len(p.relative_to(destination).parts), p.suffix.lower() != ".jsonl", p.name))
+    if not found:
+        raise SampleFormatError(f"{Path(zip_path).name} holds no .jsonl or .json dataset.")
+    return found
