@@ -16,7 +16,9 @@ class ImageInputError(ValueError):
 def safe_resolve(base: Path, reference: str) -> Path:
     """Resolve `reference` relative to `base`, refusing absolute paths and `..` escapes."""
     base = Path(base).resolve()
-    if not isinstance(reference, str) or not reference.strip():
+    if not isinstance(reference, str):
+        raise ImageInputError(f"An image reference must be a path string, got {reference!r}.")
+    if not reference.strip():
         raise ImageInputError("An image reference is empty; give a path relative to the dataset file.")
     candidate = Path(reference)
     if candidate.is_absolute():

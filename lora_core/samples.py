@@ -100,8 +100,12 @@ def normalize_record(record: dict, base_dir: Path, where: str = "the sample") ->
         else:
             raise SampleFormatError(f"{where}, message {number}: content must be a string or a list of items.")
         normalized = {"role": message["role"], "content": content}
-        if "loss" in message and message["loss"] is not None:
-            normalized["loss"] = bool(message["loss"])
+        if message.get("loss") is not None:
+            if not isinstance(message["loss"], bool):
+                raise SampleFormatError(
+                    f"{where}, message {number}: 'loss' must be true, false or null, got {message['loss']!r}."
+                )
+            normalized["loss"] = message["loss"]
         messages.append(normalized)
     if uses_placeholders:
         if len(references) != len(listed_images):

@@ -163,3 +163,8 @@ def test_dataset_view_skips_bad_files(tmp_path, workspace, embedded_info):
     (tmp_path / "junk.png").write_text("junk")
     _, summary = analyse_dataset(ctx, [str(FIGURE), str(tmp_path / "junk.png")], "max520")
     assert "1 image(s)" in summary and "Skipped" in summary and "junk.png" in summary
+
+
+def test_image_reference_must_be_a_string(tmp_path):
+    with pytest.raises(ImageInputError, match="must be a path string"):
+        safe_resolve(tmp_path, 42)
