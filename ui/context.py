@@ -11,10 +11,12 @@ from lora_core.model import EMBEDDED_MODEL, ModelInfo, read_model_info, resolve_
 class AppContext:
     """Resolves the model in the background so the app serves its first page at once."""
 
-    def __init__(self, workspace: Path, model: str | None = None):
+    def __init__(self, workspace: Path, model: str | None = None, demo_mode: bool = False, exposed: bool = False):
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.model_arg = model or EMBEDDED_MODEL
+        self.demo_mode = demo_mode  # public-Space demo: embedded model only, small step budget, no user paths
+        self.exposed = exposed  # served beyond this machine (non-local host, --share, a Space)
         self._model_info: ModelInfo | None = None
         self._model_error: Exception | None = None
         self._model_ready = threading.Event()
@@ -43,7 +45,30 @@ class AppContext:
         return f"**Model:** {info.summary()}  \n`{info.path}`"
 
     @cached_property
+    def runs(self):
+        """The run registry and launcher (runs live in workspace/runs and outlive the app)."""
+        from lora_core.runs import RunManager
+
+        return RunManager(self.workspace, demo=self.demo_mode)
+
+    @cached_property
     def demo(self):
         from lora_core.demo_data import ensure_demo_data
 
         return ensure_demo_data(self.workspace)
+
+    @cached_property
+    def store(self):
+        """The annotation store (workspace/authoring/annotations.sqlite), seeded with the demo on first use."""
+        from authoring.demo import seed_demo
+        from authoring.store import Store
+
+        store = Store(self.workspace / "authoring" / "annotations.sqlite")
+        seed_demo(store, self.demo)
+        return store
+
+    @staticmethod
+    def annotator_name(request=None, typed: str | None = None) -> str:
+        """Who is editing: the login name when the app runs with --auth, else the name typed in the tab."""
+        username = getattr(request, "username", None) if request is not None else None
+        return (username or (typed or "").strip() or "annotator")[:80]

@@ -20,6 +20,8 @@ def choose_dropdown(page, elem_id: str, option: str) -> None:
 def click_image_pixel(page, elem_id: str, x: float, y: float) -> None:
     """Click the displayed image at pixel (x, y) of the image file itself."""
     image = page.locator(f"#{elem_id} img").first
+    image.wait_for()
+    page.wait_for_function(f"(document.querySelector('#{elem_id} img') || {{}}).naturalWidth > 0")
     natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     box = image.bounding_box()
     # object-fit: contain — the picture may be letterboxed inside the element

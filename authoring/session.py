@@ -1,0 +1,411 @@
+"""One annotator's view of the store: which step is open, what the clicks edit, and what to show.
+
+The tab keeps one `AnnotatorSession` per browser session and turns its `View` into components.
+Every edit is saved at once, against the version the annotator last saw.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lora_core.coords import as_int_point, from_original
+from lora_core.geometry import ImageSettings, geometry
+
+from .model import Action, Correction, Step, direction_between
+from .propose import NoProposal, default_recovery, propose_wrong
+from .render import Mark, marked_screenshot, marks_for, thumbnail
+from .store import Editor, RecordMissing, StaleEdit, Store
+from .validate import Problem, correction_problems, step_problems
+
+STEP, WRONG = "step", "wrong action"
+
+
+def recovery_label(index: int) -> str:
+    return f"recovery {index + 1}"
+
+
+@dataclass
+class View:
+    """What the tab shows for the open step."""
+
+    trajectory_id: str
+    task: str
+    position: int
+    step_count: int
+    editing: str
+    editing_choices: list[str]
+    image: Path  # the screenshot being edited, with its marks, at original resolution
+    width: int
+    height: int
+    action: dict
+    thinking: str
+    status: str
+    coordinate_text: str
+    problems: list[Problem]
+    corrections: list[Correction]
+    correction_id: int | None
+    history: list[tuple[Path, str]]  # previous steps: screenshot, caption
+    key: str = ""  # AnnotatorSession.shown_key when this view was drawn
+    messages: list[str] = field(default_factory=list)  # sentences for the annotator (gr.Info)
+    warnings: list[str] = field(default_factory=list)  # sentences for the annotator (gr.Warning)
+
+
+@dataclass
+class AnnotatorSession:
+    annotator: str = "annotator"
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    trajectory_id: str | None = None
+    position: int = 0
+    editing: str = STEP
+    correction_id: int | None = None
+    pending_point: tuple[float, float] | None = None  # first click of a swipe or drag
+    seen: dict = field(default_factory=dict)  # (kind, id) -> version the annotator last saw
+    last_activity: float = field(default_factory=time.monotonic)
+    export_coords: str = "norm1000"
+    export_max_dim: int | None = None
+
+    @property
+    def editor(self) -> Editor:
+        return Editor(self.annotator or "annotator", self.session_id)
+
+    # ------------------------------------------------------------------ navigation
+
+    def open(self, store: Store, trajectory_id: str, position: int = 0) -> None:
+        steps = store.steps(trajectory_id)
+        if not steps:
+            raise RecordMissing(f"Trajectory {trajectory_id!r} has no steps.")
+        self.trajectory_id = trajectory_id
+        self.position = min(max(position, 0), len(steps) - 1)
+        self.editing, self.pending_point = STEP, None
+        self.seen = {}  # what the view shows next is what the annotator has seen
+        corrections = self._step_corrections(store)
+        self.correction_id = corrections[0].id if corrections else None
+        self.last_activity = time.monotonic()
+
+    def move(self, store: Store, delta: int) -> list[str]:
+        count = len(store.steps(self.trajectory_id))
+        target = self.position + delta
+        if not 0 <= target < count:
+            return ["This is the last step of the trajectory." if delta > 0 else "This is the first step."]
+        self.open(store, self.trajectory_id, target)
+        return []
+
+    def current_step(self, store: Store) -> Step:
+        steps = store.steps(self.trajectory_id)
+        if not steps:
+            raise RecordMissing(f"Trajectory {self.trajectory_id!r} has no steps.")
+        self.position = min(self.position, len(steps) - 1)
+        return steps[self.position]
+
+    def _step_corrections(self, store: Store) -> list[Correction]:
+        return [c for c in store.corrections(self.trajectory_id) if c.position == self.position]
+
+    def current_correction(self, store: Store) -> Correction | None:
+        if self.correction_id is None:
+            return None
+        try:
+            correction = store.correction(self.correction_id)
+        except RecordMissing:
+            self.correction_id, self.editing = None, STEP
+            return None
+        if correction.trajectory_id != self.trajectory_id or correction.position != self.position:
+            self.correction_id, self.editing = None, STEP
+            return None
+        return correction
+
+    # ------------------------------------------------------------------ what is being edited
+
+    def _target(self, store: Store):
+        """(kind, record, action, thinking, image, width, height, target) of what the clicks edit now."""
+        step = self.current_step(store)
+        correction = self.current_correction(store)
+        if self.editing != STEP and correction is not None:
+            if self.editing == WRONG:
+                return ("correction", correction, correction.wrong_action, correction.wrong_thinking, step.image,
+                        step.width, step.height, None)
+            index = int(self.editing.split()[-1]) - 1
+            if 0 <= index < len(correction.recovery):
+                rec = correction.recovery[index]
+                return ("correction", correction, rec.action, rec.thinking, rec.image, rec.width, rec.height, rec.target)
+        self.editing = STEP
+        return ("step", step, step.action, step.thinking, step.image, step.width, step.height, step.target)
+
+    def _seconds(self) -> float:
+        now = time.monotonic()
+        elapsed, self.last_activity = now - self.last_activity, now
+        return elapsed
+
+    def _save(self, store: Store, record, kind: str, changes: dict) -> list[str]:
+        """Save against the version the annotator saw; on a stale edit show the newer one and say so."""
+        key = (kind, record.id)
+        expected = self.seen.get(key, record.info.version)
+        try:
+            updated = store.edit(kind, record.id, changes, expected, self.editor, self._seconds())
+        except StaleEdit as stale:
+            self.seen[key] = stale.current.info.version
+            return [str(stale)]
+        self.seen[key] = updated.info.version
+        return []
+
+    def _save_answer(self, store: Store, action: dict | None = None, thinking: str | None = None) -> list[str]:
+        kind, record, old_action, old_thinking, *_ = self._target(store)
+        action = old_action if action is None else action
+        thinking = old_thinking if thinking is None else thinking
+        if kind == "step":
+            return self._save(store, record, "step", {"action": action, "thinking": thinking})
+        if self.editing == WRONG:
+            return self._save(store, record, "correction", {"wrong_action": action, "wrong_thinking": thinking})
+        index = int(self.editing.split()[-1]) - 1
+        recovery = [r.to_json() for r in record.recovery]
+        recovery[index] = {**recovery[index], "action": action, "thinking": thinking}
+        return self._save(store, record, "correction", {"recovery": recovery})
+
+    # ------------------------------------------------------------------ edits
+
+    def click(self, store: Store, x: float, y: float) -> tuple[list[str], list[str]]:
+        """A click on the screenshot at abs-original (x, y). Returns (notes, warnings)."""
+        _, _, action, _, _, width, height, _ = self._target(store)
+        x, y = min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))
+        x, y = round(x, 1), round(y, 1)
+        current = Action.from_dict(action)
+        notes = []
+        if current.kind in ("swipe", "drag"):
+            if self.pending_point is None:
+                self.pending_point = (x, y)
+                return ([f"Start point ({x:.0f}, {y:.0f}) set; click where the {current.kind} ends."], [])
+            start, self.pending_point = self.pending_point, None
+            if current.kind == "drag":
+                updated = current.with_(start=start, end=(x, y))
+            else:
+                updated = current.with_(coordinate=start, direction=direction_between(start, (x, y)))
+        elif current.kind in ("click", "long_press"):
+            updated = current.with_(coordinate=(x, y))
+        else:
+            updated = Action("click", coordinate=(x, y))
+            notes.append(f"A {current.kind} takes no point, so this step is now a click at ({x:.0f}, {y:.0f}).")
+        return notes, self._save_answer(store, action=updated.to_dict())
+
+    def set_kind(self, store: Store, kind: str) -> list[str]:
+        _, _, action, *_ = self._target(store)
+        current = Action.from_dict(action)
+        if kind == current.kind:
+            return []
+        self.pending_point = None
+        point = current.coordinate or current.start
+        updated = current.with_(kind=kind)
+        if kind == "drag" and point and not current.start:
+            updated = updated.with_(start=point)
+        if kind in ("click", "long_press", "swipe") and not current.coordinate and current.start:
+            updated = updated.with_(coordinate=current.start)
+        return self._save_answer(store, action=updated.to_dict())
+
+    def set_fields(self, store: Store, **fields) -> list[str]:
+        """text / button / direction / status of the action, and thinking; unchanged values save nothing."""
+        _, _, action, thinking, *_ = self._target(store)
+        current = Action.from_dict(action)
+        new_thinking = fields.pop("thinking", None)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        updated = current.with_(**fields).to_dict() if fields else action
+        if new_thinking is not None:
+            new_thinking = new_thinking.strip()
+        return self._save_answer(store, action=updated, thinking=new_thinking)
+
+    def set_status(self, store: Store, status: str) -> list[str]:
+        kind, record, *_ = self._target(store)
+        return self._save(store, record, kind, {"status": status})
+
+    def mark_wrong(self, store: Store, proposal: str | None) -> tuple[list[str], list[str]]:
+        """Create a correction at this step; the wrong action is proposed from element boxes, or a copy to click."""
+        step = self.current_step(store)
+        trajectory = store.trajectory(self.trajectory_id)
+        elements = list(store.screenshot(step.image).elements)
+        if step.target and not elements:
+            elements = [{"label": step.target.label or "target", "kind": "button", "box": list(step.target.box)}]
+        notes = []
+        if proposal:
+            try:
+                thinking, wrong, description = propose_wrong(step, elements, proposal, trajectory.task, trajectory.app)
+                notes.append(f"Proposed wrong action: {description}. Click the screenshot to move it.")
+            except NoProposal as error:
+                return [], [str(error)]
+        else:
+            thinking, wrong = "", dict(step.action)
+            notes.append("The wrong action starts as a copy of the step's action: click where the wrong tap lands "
+                         "and write its thinking.")
+        recovery = default_recovery(step, step.image, (step.width, step.height))
+        correction = store.create_correction(self.trajectory_id, self.position, thinking, wrong, recovery, self.editor)
+        self.seen[("correction", correction.id)] = correction.info.version
+        self.correction_id, self.editing, self.pending_point = correction.id, WRONG, None
+        notes.append("Pick the screenshot after the error for recovery 1 (it reuses the current one until you do).")
+        return notes, []
+
+    def set_after_image(self, store: Store, image: str) -> list[str]:
+        correction = self.current_correction(store)
+        if correction is None or not correction.recovery:
+            return ["Mark the step wrong first: the screenshot after the error belongs to a correction."]
+        shot = store.screenshot(image)
+        recovery = [r.to_json() for r in correction.recovery]
+        recovery[0] = {**recovery[0], "image": shot.path, "width": shot.width, "height": shot.height}
+        if recovery[0]["action"].get("action") in ("click", "long_press", "drag"):
+            recovery[0]["target"] = None  # a box from another screenshot does not apply
+        return self._save(store, correction, "correction", {"recovery": recovery})
+
+    def add_recovery(self, store: Store) -> list[str]:
+        correction = self.current_correction(store)
+        if correction is None:
+            return ["Mark the step wrong first."]
+        step = self.current_step(store)
+        recovery = [r.to_json() for r in correction.recovery] + [
+            {"image": step.image, "width": step.width, "height": step.height, "thinking": step.thinking,
+             "action": dict(step.action), "target": step.target.to_json() if step.target else None}]
+        warnings = self._save(store, correction, "correction", {"recovery": recovery})
+        if not warnings:
+            self.editing = recovery_label(len(recovery) - 1)
+        return warnings
+
+    def remove_recovery(self, store: Store) -> list[str]:
+        correction = self.current_correction(store)
+        if correction is None or len(correction.recovery) <= 1:
+            return ["A correction keeps at least one recovery step."]
+        recovery = [r.to_json() for r in correction.recovery][:-1]
+        self.editing = STEP if self.editing == recovery_label(len(recovery)) else self.editing
+        return self._save(store, correction, "correction", {"recovery": recovery})
+
+    def delete_correction(self, store: Store) -> list[str]:
+        correction = self.current_correction(store)
+        if correction is None:
+            return []
+        try:
+            store.delete_correction(correction.id, self.seen.get(("correction", correction.id), correction.info.version),
+                                    self.editor)
+        except StaleEdit as stale:
+            return [str(stale)]
+        remaining = self._step_corrections(store)
+        self.correction_id = remaining[0].id if remaining else None
+        self.editing = STEP
+        return []
+
+    def undo(self, store: Store, redo: bool = False) -> tuple[list[str], list[str]]:
+        try:
+            done = store.redo(self.editor) if redo else store.undo(self.editor)
+        except StaleEdit as stale:
+            record = stale.current
+            self.seen[(_kind_of(record), record.id)] = record.info.version
+            return [], [str(stale)]
+        except RecordMissing as error:
+            return [], [str(error)]
+        if done is None:
+            return [], [f"Nothing to {'redo' if redo else 'undo'} in this session."]
+        kind, record_id = done
+        self._follow(store, kind, record_id)
+        return [f"{'Redid' if redo else 'Undid'} your last edit of {kind} {record_id}."], []
+
+    def _follow(self, store: Store, kind: str, record_id) -> None:
+        """Show the record an undo or redo touched."""
+        try:
+            record = store.record(kind, record_id)
+        except RecordMissing:
+            self.current_correction(store)
+            return
+        self.seen[(kind, record.id)] = record.info.version
+        if kind == "step":
+            if (record.trajectory_id, record.position) != (self.trajectory_id, self.position):
+                self.open(store, record.trajectory_id, record.position)
+        elif kind == "correction":
+            if (record.trajectory_id, record.position) != (self.trajectory_id, self.position):
+                self.open(store, record.trajectory_id, record.position)
+            self.correction_id = record.id
+
+    def choose_correction(self, store: Store, correction_id) -> None:
+        self.correction_id = int(correction_id) if correction_id not in (None, "") else None
+        if self.correction_id is None:
+            self.editing = STEP
+        self.pending_point = None
+
+    @property
+    def shown_key(self) -> str:
+        """Names what the editors show, so an edit typed there is saved there even if the view moved on."""
+        return f"{self.trajectory_id}|{self.position}|{self.editing}|{self.correction_id or ''}"
+
+    @contextmanager
+    def showing(self, key: str | None):
+        """Edit the record `key` named (a blur racing a Next click), then come back to the current one."""
+        current = (self.trajectory_id, self.position, self.editing, self.correction_id)
+        if not key or key == self.shown_key:
+            yield
+            return
+        trajectory_id, position, editing, correction_id = key.split("|")
+        self.trajectory_id, self.position, self.editing = trajectory_id, int(position), editing
+        self.correction_id = int(correction_id) if correction_id else None
+        try:
+            yield
+        finally:
+            self.trajectory_id, self.position, self.editing, self.correction_id = current
+
+    def choose_editing(self, editing: str) -> None:
+        self.editing, self.pending_point = editing or STEP, None
+
+    # ------------------------------------------------------------------ the view
+
+    def view(self, store: Store, cache_dir: Path) -> View:
+        trajectory = store.trajectory(self.trajectory_id)
+        steps = store.steps(self.trajectory_id)
+        step = self.current_step(store)
+        correction = self.current_correction(store)
+        kind, record, action, thinking, image, width, height, target = self._target(store)
+        for seen_record in filter(None, (step, correction)):
+            self.seen.setdefault((_kind_of(seen_record), seen_record.id), seen_record.info.version)
+        role = "step" if self.editing == STEP else ("wrong" if self.editing == WRONG else "recovery")
+        marks = marks_for(action, role)
+        if self.editing == WRONG:
+            marks = marks_for(step.action, "step") + marks  # the right point, for comparison
+        if self.pending_point is not None:
+            marks.append(Mark("pending", *self.pending_point))
+        picture = marked_screenshot(store.image_path(image), marks, cache_dir, list(target.box) if target else None)
+        problems = step_problems(store, step)
+        corrections = [c for c in store.corrections(self.trajectory_id) if c.position == self.position]
+        for item in corrections:
+            problems += correction_problems(store, item, step)
+        choices = [STEP]
+        if correction is not None:
+            choices += [WRONG] + [recovery_label(i) for i in range(len(correction.recovery))]
+        history = [(thumbnail(store.image_path(s.image), cache_dir), f"{s.number}. {Action.from_dict(s.action).describe()}")
+                   for s in steps[:self.position]]
+        return View(self.trajectory_id, trajectory.task, self.position, len(steps), self.editing, choices, picture,
+                    width, height, action, thinking, record.info.status, self.coordinate_text(action, width, height),
+                    problems, corrections, correction.id if correction else None, history, self.shown_key)
+
+    def coordinate_text(self, action: dict, width: int, height: int) -> str:
+        """The action's points in abs-original and in the export convention."""
+        parts = []
+        try:
+            geom = geometry(width, height, ImageSettings(max_dim=self.export_max_dim))
+        except ValueError:
+            geom = None
+        for key in ("coordinate", "start_coordinate", "end_coordinate"):
+            point = action.get(key)
+            if not isinstance(point, (list, tuple)) or len(point) != 2:
+                continue
+            x, y = point
+            text = f"{key}: abs-original ({x:.0f}, {y:.0f})"
+            if geom is not None and self.export_coords != "abs-original":
+                try:
+                    converted = as_int_point(from_original(x, y, self.export_coords, geom), self.export_coords, geom)
+                    text += f" · {self.export_coords} ({converted[0]}, {converted[1]})"
+                except ValueError as error:
+                    text += f" · {error}"
+            parts.append(text)
+        if self.pending_point is not None:
+            parts.append(f"start set at ({self.pending_point[0]:.0f}, {self.pending_point[1]:.0f}); click the end point")
+        return " | ".join(parts) if parts else "no point: this action takes none"
+
+
+def _kind_of(record) -> str:
+    if isinstance(record, Step):
+        return "step"
+    if isinstance(record, Correction):
+        return "correction"
+    return "trajectory"

@@ -1,0 +1,445 @@
+"""Authoring: click on screenshots to write GUI-agent steps and error → correction data, then export.
+
+Wiring only: the logic lives in authoring/ (session, store, validate, export, importer).
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import shutil
+import sqlite3
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+
+from authoring.export import FORMATS, ExportOptions, ExportRefused, export_store
+from authoring.importer import IMPORT_FORMATS, ImportOptions, ImportRefused, import_source
+from authoring.model import ACTION_KINDS, STATUSES, SWIPE_DIRECTIONS, SYSTEM_BUTTONS, Action
+from authoring.propose import PROPOSALS
+from authoring.session import STEP, AnnotatorSession
+from authoring.validate import validate_store
+from lora_core.images import ImageInputError, open_screenshot
+
+COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
+CLICK_IT_MYSELF = "I will click it myself"
+SEED_SHARE = (0.20, 0.30)
+# Edits of the step view run one at a time, in the order they were made: a Next click never overtakes
+# the trajectory choice or the field save made just before it. Each takes tens of milliseconds.
+SERIAL = {"concurrency_id": "authoring-edits", "concurrency_limit": 1}  # the seed's advice for the share of error → correction samples
+
+SHORTCUTS = [("N", "next step", "auth-next"), ("P", "previous step", "auth-prev"), ("S", "save (mark done)", "auth-save"),
+             ("W", "mark wrong", "auth-wrong"), ("U", "undo", "auth-undo"), ("R", "redo", "auth-redo")]
+
+# Shortcuts: plain keys outside text fields, Alt+key anywhere. Buttons are clicked by their elem_id.
+JS = """
+() => {
+  const keys = {%s};
+  document.addEventListener('keydown', (event) => {
+    const root = document.querySelector('#auth-root');
+    if (!root || root.offsetParent === null || event.ctrlKey || event.metaKey) return;
+    const target = event.target;
+    const typing = target && (['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName) || target.isContentEditable);
+    if (typing && !event.altKey) return;
+    const id = keys[event.key.toLowerCase()] || (event.altKey && keys[event.code.replace('Key', '').toLowerCase()]);
+    if (!id) return;
+    const button = document.getElementById(id);
+    if (!button) return;
+    event.preventDefault();
+    if (typing) target.blur();  // saves the field being typed in first
+    setTimeout(() => button.click(), typing ? 150 : 0);
+  });
+}
+""" % ", ".join(f"'{key.lower()}': '{elem_id}'" for key, _, elem_id in SHORTCUTS)
+
+CSS = """
+#auth-coord { font-family: monospace; font-size: 0.95em; }
+.auth-problems li { color: #b00; }
+.auth-ok { color: #080; font-weight: bold; }
+.auth-share-low { color: #c60; font-weight: bold; }
+.auth-share-ok { color: #080; font-weight: bold; }
+.auth-progress { border-collapse: collapse; font-size: 0.85em; width: 100%; }
+.auth-progress td, .auth-progress th { border: 1px solid var(--border-color-primary); padding: 2px 6px; }
+.auth-bar { background: #ddd; height: 8px; width: 80px; display: inline-block; }
+.auth-bar > span { background: #2a7; height: 8px; display: block; }
+.auth-keys kbd { border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em; }
+"""
+
+
+def render_cache(ctx) -> Path:
+    """Marker images and thumbnails live in the system temp folder, which gradio serves from."""
+    digest = hashlib.sha1(str(ctx.workspace).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / "lora-authoring" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def shortcut_legend() -> str:
+    keys = " · ".join(f"<kbd>{key}</kbd> {what}" for key, what, _ in SHORTCUTS)
+    return (f'<div class="auth-keys" id="auth-shortcuts"><b>Shortcuts</b> (outside text fields; hold <kbd>Alt</kbd> '
+            f"inside them): {keys}</div>")
+
+
+def progress_table(store) -> str:
+    rows = []
+    for trajectory_id, info in store.progress().items():
+        share = info["finished"] / info["steps"] if info["steps"] else 0
+        rows.append(
+            f'<tr data-trajectory="{html.escape(trajectory_id)}"><td>{html.escape(trajectory_id)}</td>'
+            f'<td><span class="auth-bar"><span style="width:{share:.0%}"></span></span> {info["finished"]}/{info["steps"]}</td>'
+            f'<td>{info["corrections"]}</td><td>{info["seconds"] / 60:.1f} min</td></tr>')
+    return ('<table class="auth-progress" id="auth-progress"><thead><tr><th>trajectory</th><th>done</th>'
+            f'<th>corr.</th><th>time</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def share_line(store) -> str:
+    steps, corrections = store.sample_counts()
+    total = steps + corrections
+    share = corrections / total if total else 0.0
+    low, high = SEED_SHARE
+    verdict = ("auth-share-ok", "within") if low <= share <= high else ("auth-share-low", "below" if share < low else "above")
+    return (f'<div id="auth-share">Correction samples: <b data-field="corrections">{corrections}</b> of '
+            f'{total} (<span class="{verdict[0]}" data-field="share">{share:.0%}</span>), {verdict[1]} the '
+            f"seed's {low:.0%}–{high:.0%} guidance.</div>")
+
+
+def problems_html(problems) -> str:
+    if not problems:
+        return '<div id="auth-problems" class="auth-ok">All checks pass for this step and its corrections.</div>'
+    items = "".join(f'<li data-check="{p.check}"><b>{html.escape(p.record)}</b>: {html.escape(p.message)}</li>'
+                    for p in problems)
+    return f'<div id="auth-problems"><ul class="auth-problems">{items}</ul></div>'
+
+
+def build(ctx, blocks: gr.Blocks) -> None:
+    """The Authoring tab."""
+    cache = render_cache(ctx)
+    state = gr.State(None)
+    shown = gr.Textbox(visible=False, elem_id="auth-shown")  # which record the editors show (see showing())
+
+    with gr.Column(elem_id="auth-root"):
+        gr.Markdown("Click on the screenshot to set the action's point (two clicks for swipe and drag). Every edit "
+                    "is saved at once. Mark a step wrong to author an error → correction pair.")
+        gr.HTML(shortcut_legend())
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                annotator = gr.Textbox(label="Annotator", placeholder="your name", elem_id="auth-annotator")
+                trajectory = gr.Dropdown([], label="Trajectory", elem_id="auth-trajectory")
+                progress = gr.HTML(elem_id="auth-progress-box")
+                share = gr.HTML(elem_id="auth-share-box")
+                gr.Markdown("**Previous steps**")
+                history = gr.Gallery(label="Previous steps", columns=3, height=260, elem_id="auth-history",
+                                     allow_preview=True, show_label=False)
+            with gr.Column(scale=2, min_width=420):
+                header = gr.Markdown(elem_id="auth-header")
+                editing = gr.Radio([STEP], value=STEP, label="Clicks and editors change", elem_id="auth-editing")
+                screenshot = gr.Image(label="Screenshot (click to set the point)", type="filepath", format="png",
+                                      interactive=False, height=720, elem_id="auth-screenshot")
+                coordinate = gr.Markdown(elem_id="auth-coord")
+                with gr.Row():
+                    previous = gr.Button("◀ Previous", elem_id="auth-prev", size="sm")
+                    following = gr.Button("Next ▶", elem_id="auth-next", size="sm")
+                    save = gr.Button("Save (done)", variant="primary", elem_id="auth-save", size="sm")
+                    undo = gr.Button("Undo", elem_id="auth-undo", size="sm")
+                    redo = gr.Button("Redo", elem_id="auth-redo", size="sm")
+            with gr.Column(scale=2, min_width=360):
+                kind = gr.Dropdown(list(ACTION_KINDS), label="Action", elem_id="auth-kind")
+                text = gr.Textbox(label="Text (type / open / answer)", elem_id="auth-text")
+                with gr.Row():
+                    button = gr.Dropdown(list(SYSTEM_BUTTONS), label="Button", elem_id="auth-button")
+                    direction = gr.Dropdown(list(SWIPE_DIRECTIONS), label="Swipe direction", elem_id="auth-direction")
+                    finish = gr.Dropdown(["success", "fail"], label="Terminate status", elem_id="auth-finish")
+                thinking = gr.Textbox(label="Thinking", lines=5, elem_id="auth-thinking")
+                status = gr.Dropdown(list(STATUSES), label="Record status", elem_id="auth-status")
+                problems = gr.HTML(elem_id="auth-problems-box")
+                with gr.Group():
+                    gr.Markdown("**Error → correction**")
+                    with gr.Row():
+                        proposal = gr.Dropdown([CLICK_IT_MYSELF, *PROPOSALS], value="neighbour",
+                                               label="Wrong action", elem_id="auth-proposal")
+                        wrong = gr.Button("Mark wrong", variant="stop", elem_id="auth-wrong")
+                    correction = gr.Dropdown([], label="Correction of this step", elem_id="auth-correction")
+                    after = gr.Dropdown([], label="Screenshot after the error (recovery 1)", elem_id="auth-after")
+                    after_upload = gr.File(label="…or upload it", file_types=["image"], type="filepath",
+                                           elem_id="auth-after-upload", height=90)
+                    with gr.Row():
+                        add_step = gr.Button("Add recovery step", size="sm", elem_id="auth-add-recovery")
+                        drop_step = gr.Button("Remove last recovery step", size="sm", elem_id="auth-drop-recovery")
+                        delete = gr.Button("Delete correction", size="sm", elem_id="auth-delete-correction")
+        with gr.Accordion("Validate and export the dataset", open=False, elem_id="auth-export-box"):
+            with gr.Row():
+                export_format = gr.Dropdown(list(FORMATS), value="mai-ui", label="Format", elem_id="auth-export-format")
+                export_coords = gr.Dropdown(list(COORDS), value="norm1000", label="Coordinates", elem_id="auth-export-coords")
+                export_max_dim = gr.Number(0, precision=0, label="max_dim (0: none; abs-resized needs it)")
+                max_images = gr.Number(1, precision=0, label="Screenshots per sample (K)")
+                val_ratio = gr.Number(0.2, label="Validation share of trajectories")
+                seed = gr.Number(42, precision=0, label="Split seed")
+            with gr.Row():
+                validate_button = gr.Button("Validate dataset", elem_id="auth-validate")
+                export_button = gr.Button("Export", variant="primary", elem_id="auth-export")
+            dataset_report = gr.HTML(elem_id="auth-dataset-report")
+            export_summary = gr.Markdown(elem_id="auth-export-summary")
+            export_file = gr.File(label="Download the export (zip)", elem_id="auth-export-file")
+        with gr.Accordion("Import trajectories", open=False):
+            gr.Markdown("Upload a .zip of a folder (screenshots plus trajectories JSON/JSONL or samples), or a single "
+                        "JSON/JSONL. Coordinates are converted from the convention you state to screenshot pixels.")
+            with gr.Row():
+                import_file = gr.File(label="Source", file_types=[".zip", ".json", ".jsonl"], type="filepath")
+                import_format = gr.Dropdown(list(IMPORT_FORMATS), value="auto", label="Format")
+                import_coords = gr.Dropdown(list(COORDS), value="norm1000", label="Source coordinates")
+                import_max_dim = gr.Number(0, precision=0, label="max_dim of abs-resized source")
+            import_button = gr.Button("Import (all or nothing)")
+            import_summary = gr.Markdown()
+
+    view_outputs = [shown, trajectory, progress, share, header, editing, screenshot, coordinate, kind, text, button, direction,
+                    finish, thinking, status, problems, correction, after, history]
+
+    def render(session: AnnotatorSession | None):
+        return render_view(ctx.store, cache, session, len(view_outputs))
+
+    def tell(notes=(), warnings=()):
+        for note in notes:
+            gr.Info(note)
+        for warning in warnings:
+            gr.Warning(warning)
+
+    def guarded(work):
+        """Run an edit; a user-caused error becomes a warning, the view is redrawn from the store."""
+        def handler(session, *args):
+            if session is None or session.trajectory_id is None:
+                gr.Warning("Pick a trajectory first.")
+                return [session, *render(session)]
+            try:
+                result = work(session, *args)
+                if isinstance(result, tuple):
+                    tell(*result)
+                else:
+                    tell((), result or ())
+            except (ValueError, LookupError, ImageInputError) as error:
+                gr.Warning(str(error))
+            except (sqlite3.Error, OSError) as error:  # nothing saved is lost: the edit was one transaction
+                gr.Warning(f"The edit could not be saved ({error}); it was not applied. Try again in a moment.")
+            return [session, *render(session)]
+        return handler
+
+    def start(typed_name, request: gr.Request):
+        session = AnnotatorSession(annotator=ctx.annotator_name(request, typed_name))
+        store = ctx.store
+        trajectories = store.trajectories()
+        if trajectories:
+            session.open(store, trajectories[0].id)
+        name_update = gr.update(value=session.annotator, interactive=not getattr(request, "username", None))
+        return [session, name_update, *render(session)]
+
+    def rename(session, typed_name, request: gr.Request):
+        if session is not None:
+            session.annotator = ctx.annotator_name(request, typed_name)
+        return session
+
+    def pick_trajectory(session, trajectory_id):
+        session.open(ctx.store, trajectory_id)
+
+    def on_click(session, evt: gr.SelectData):
+        x, y = evt.index  # pixels of the served image, which is the original screenshot
+        return guarded(lambda s: s.click(ctx.store, x, y))(session)
+
+    def set_field(name):
+        def work(session, value):
+            if name == "kind":
+                return session.set_kind(ctx.store, value)
+            if name == "status":  # the record's status
+                return session.set_status(ctx.store, value)
+            if name == "status_of_terminate":
+                return session.set_fields(ctx.store, status=value)
+            return session.set_fields(ctx.store, **{name: value})
+        return work
+
+    def save_done(session, text_value, thinking_value, key):
+        with session.showing(key):
+            warnings = session.set_fields(ctx.store, text=text_value, thinking=thinking_value)
+            if warnings:
+                return warnings
+            warnings = session.set_status(ctx.store, "done")
+        return ([] if warnings else ["Saved and marked done."]), warnings
+
+    def mark_wrong(session, proposal_value):
+        return session.mark_wrong(ctx.store, None if proposal_value == CLICK_IT_MYSELF else proposal_value)
+
+    def upload_after(session, path):
+        if not path:
+            return []
+        image = open_screenshot(Path(path))  # refuses damaged, forged and oversized images with a sentence
+        stored = ctx.store.add_image_file(Path(path), *image.size)
+        return session.set_after_image(ctx.store, stored)
+
+    session_and_view = [state, *view_outputs]
+    blocks.load(start, [annotator], [state, annotator, *view_outputs])
+    annotator.blur(rename, [state, annotator], state)
+    trajectory.input(guarded(pick_trajectory), [state, trajectory], session_and_view, **SERIAL)
+    screenshot.select(on_click, [state], session_and_view, **SERIAL)
+    previous.click(guarded(lambda s: s.move(ctx.store, -1)), [state], session_and_view, **SERIAL)
+    following.click(guarded(lambda s: s.move(ctx.store, +1)), [state], session_and_view, **SERIAL)
+    save.click(guarded(save_done), [state, text, thinking, shown], session_and_view, **SERIAL)
+    undo.click(guarded(lambda s: s.undo(ctx.store)), [state], session_and_view, **SERIAL)
+    redo.click(guarded(lambda s: s.undo(ctx.store, redo=True)), [state], session_and_view, **SERIAL)
+    editing.input(guarded(lambda s, value: s.choose_editing(value)), [state, editing], session_and_view, **SERIAL)
+    for component, work in ((kind, set_field("kind")), (button, set_field("button")),
+                            (direction, set_field("direction")), (finish, set_field("status_of_terminate")),
+                            (status, set_field("status"))):
+        component.input(guarded(work), [state, component], session_and_view, **SERIAL)
+    def typed(name):
+        def work(session, value, key):
+            with session.showing(key):
+                return session.set_fields(ctx.store, **{name: value})
+        return work
+
+    for component, name in ((text, "text"), (thinking, "thinking")):
+        component.blur(guarded(typed(name)), [state, component, shown], session_and_view, **SERIAL)
+        if name == "text":
+            component.submit(guarded(typed(name)), [state, component, shown], session_and_view, **SERIAL)
+    wrong.click(guarded(mark_wrong), [state, proposal], session_and_view, **SERIAL)
+    correction.input(guarded(lambda s, value: s.choose_correction(ctx.store, value)), [state, correction],
+                     session_and_view, **SERIAL)
+    after.input(guarded(lambda s, value: s.set_after_image(ctx.store, value)), [state, after], session_and_view, **SERIAL)
+    after_upload.upload(guarded(upload_after), [state, after_upload], session_and_view, **SERIAL)
+    add_step.click(guarded(lambda s: s.add_recovery(ctx.store)), [state], session_and_view, **SERIAL)
+    drop_step.click(guarded(lambda s: s.remove_recovery(ctx.store)), [state], session_and_view, **SERIAL)
+    delete.click(guarded(lambda s: s.delete_correction(ctx.store)), [state], session_and_view, **SERIAL)
+
+    def set_export_convention(session, coords, max_dim):
+        if session is not None:
+            session.export_coords = coords
+            session.export_max_dim = int(max_dim) if max_dim and max_dim > 0 else None
+        return session
+
+    for component in (export_coords, export_max_dim):
+        component.change(set_export_convention, [state, export_coords, export_max_dim], state).then(
+            lambda s: [s, *render(s)], [state], session_and_view, **SERIAL)
+
+    def validate_dataset(progress=gr.Progress()):
+        found = validate_store(ctx.store, lambda done, total: progress((done, total), desc="validating"))
+        if not found:
+            return '<div class="auth-ok" id="auth-dataset-ok">Every record passes every check.</div>'
+        items = "".join(f"<li><b>{html.escape(p.record)}</b>: {html.escape(p.message)}</li>" for p in found)
+        return f'<div><b>{len(found)} problem(s)</b><ul class="auth-problems">{items}</ul></div>'
+
+    def export(fmt, coords, max_dim, k, ratio, split_seed, progress=gr.Progress()):
+        max_dim = int(max_dim) if max_dim and max_dim > 0 else None
+        if coords == "abs-resized" and not max_dim:
+            gr.Warning("abs-resized needs max_dim: the longest side the model's images are resized to.")
+            return gr.update(), None
+        try:
+            options = ExportOptions(coords=coords, max_dim=max_dim, max_images=int(k or 1), val_ratio=float(ratio or 0),
+                                    seed=int(split_seed or 0))
+            out = ctx.workspace / "authoring" / "exports" / f"{time.strftime('%Y%m%d-%H%M%S')}-{fmt}-{time.time_ns() % 10**6}"
+            summary = export_store(ctx.store, out, fmt, options,
+                                   lambda done, total, what: progress((done, total), desc=f"writing {what}"))
+        except (ExportRefused, ValueError) as error:
+            gr.Warning(str(error))
+            return f"Export refused: {html.escape(str(error))}", None
+        archive = shutil.make_archive(str(render_cache(ctx) / out.name), "zip", out)
+        files = ", ".join(f"`{name}`" for name in summary["files"].values())
+        text = (f"Exported **{summary['samples']}** samples ({summary['train']} train, {summary['val']} validation; "
+                f"{summary['corrections']} corrections) in **{fmt}**, coordinates {coords}, to "
+                f"<code id='auth-export-path'>{html.escape(summary['out'])}</code>: {files}.")
+        for note in summary["notes"]:
+            text += f"  \n*{html.escape(note)}*"
+        return text, archive
+
+    def run_import(session, path, fmt, coords, max_dim, progress=gr.Progress()):
+        if not path:
+            gr.Warning("Choose a .zip, .json or .jsonl file to import.")
+            return [session, gr.update(), *render(session)]
+        max_dim = int(max_dim) if max_dim and max_dim > 0 else None
+        if coords == "abs-resized" and not max_dim:
+            gr.Warning("abs-resized needs max_dim: the longest side the screenshots were resized to.")
+            return [session, gr.update(), *render(session)]
+        workdir = Path(tempfile.mkdtemp(prefix="authoring-import-"))
+        try:
+            source = unpack(Path(path), workdir)
+            summary = import_source(ctx.store, source, ImportOptions(fmt, coords, max_dim),
+                                    annotator=session.annotator if session else "import",
+                                    progress=lambda d, t, w: progress((d, t), desc=f"checking {w}"))
+        except (ImportRefused, ValueError, zipfile.BadZipFile) as error:
+            gr.Warning(f"Nothing was imported: {error}")
+            return [session, f"Nothing was imported: {html.escape(str(error))}", *render(session)]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if session is not None and summary["ids"]:
+            session.open(ctx.store, summary["ids"][0])
+        text = (f"Imported {summary['trajectories']} trajectories, {summary['steps']} steps and "
+                f"{summary['corrections']} corrections ({summary['format']}, {coords} → abs-original).")
+        return [session, text, *render(session)]
+
+    validate_button.click(validate_dataset, None, dataset_report)
+    export_button.click(export, [export_format, export_coords, export_max_dim, max_images, val_ratio, seed],
+                        [export_summary, export_file])
+    import_button.click(run_import, [state, import_file, import_format, import_coords, import_max_dim],
+                        [state, import_summary, *view_outputs])
+
+
+def render_view(store, cache: Path, session: AnnotatorSession | None, count: int) -> list:
+    """Every component of the step view, in the order of build()'s view_outputs."""
+    if session is None or session.trajectory_id is None:
+        return [gr.update()] * count
+    view = session.view(store, cache)
+    progress_info = store.progress()
+    choices = [(f"{t} · {p['finished']}/{p['steps']} done · {p['corrections']} corr.", t)
+               for t, p in progress_info.items()]
+    action = Action.from_dict(view.action)
+    correction_choices = [(f"correction {c.id}: {Action.from_dict(c.wrong_action).describe()} → "
+                           f"{len(c.recovery)} recovery step(s)", c.id) for c in view.corrections]
+    steps = store.steps(view.trajectory_id)
+    after_choices, seen = [], set()
+    for label, path in [("the step's own screenshot", steps[view.position].image)] + \
+            [(f"step {s.number}'s screenshot", s.image) for s in steps]:
+        if path not in seen:
+            seen.add(path)
+            after_choices.append((label, path))
+    current = next((c for c in view.corrections if c.id == view.correction_id), None)
+    after_value = current.after_image if current else None
+    if after_value and after_value not in seen:
+        after_choices.append(("uploaded screenshot", after_value))
+    header_text = (f"**{html.escape(view.trajectory_id)}** — {html.escape(view.task)}  \n"
+                   f"Step **{view.position + 1}** of {view.step_count} · editing **{view.editing}** · "
+                   f"{view.width}×{view.height} px")
+    return [
+        view.key,
+        gr.update(choices=choices, value=view.trajectory_id),
+        progress_table(store),
+        share_line(store),
+        header_text,
+        gr.update(choices=view.editing_choices, value=view.editing),
+        str(view.image),
+        view.coordinate_text,
+        action.kind,
+        action.text,
+        action.button,
+        action.direction,
+        action.status,
+        view.thinking,
+        view.status,
+        problems_html(view.problems),
+        gr.update(choices=correction_choices, value=view.correction_id),
+        gr.update(choices=after_choices, value=after_value),
+        [(str(path), caption) for path, caption in view.history],
+    ]
+
+
+def unpack(path: Path, workdir: Path) -> Path:
+    """A zip is extracted (refusing absolute names and `..`); a JSON/JSONL is imported where it was uploaded."""
+    if path.suffix.lower() != ".zip":
+        return path
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            name = Path(member.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise ImportRefused(f"The zip holds {member.filename!r}, which points outside the folder; "
+                                    "zip the folder's contents only.")
+        archive.extractall(workdir)
+    entries = [p for p in workdir.iterdir() if not p.name.startswith("__MACOSX")]
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return workdir
