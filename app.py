@@ -35,7 +35,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--auth", action="append", metavar="USER:PASSWORD",
                         help="require a login; repeat for several users")
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    parser.add_argument("--demo", action="store_true", default=env_flag("LORA_DEMO"),
+                        help="public demo mode (also LORA_DEMO=1): embedded model only, short runs, no file paths "
+                             "from users, training launch only for logged-in users when exposed")
     return parser.parse_args(argv)
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_exposed(args) -> bool:
+    """Served beyond this machine: a non-local address, a share link, or a Hugging Face Space."""
+    return bool(args.share or os.environ.get("SPACE_ID") or args.host not in ("127.0.0.1", "localhost", "::1"))
 
 
 def parse_auth(pairs: list[str] | None) -> list[tuple[str, str]] | None:
@@ -53,6 +65,9 @@ def parse_auth(pairs: list[str] | None) -> list[tuple[str, str]] | None:
 # (tab title, tab id, module in ui/): each module has build(ctx, blocks) and may define CSS and JS.
 TABS = [
     ("Resolution Lab", "lab", "ui.lab"),
+    ("Authoring", "authoring", "ui.authoring"),
+    ("Mask Inspector", "inspector", "ui.inspector"),
+    ("Runs", "runs", "ui.runs"),
 ]
 
 
@@ -94,7 +109,9 @@ def main(argv=None) -> None:
     auth = parse_auth(args.auth)
     from ui.context import AppContext
 
-    ctx = AppContext(args.workspace, args.model)
+    if args.demo and args.model not in (None, "", "embedded"):
+        raise SystemExit("--demo serves only the embedded tiny model; leave out --model.")
+    ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=is_exposed(args))
     blocks = build_app(ctx)
     blocks.queue(default_concurrency_limit=4).launch(
         server_name=args.host,

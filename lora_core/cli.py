@@ -127,7 +127,7 @@ def extra_commands():
 
 
 # modules adding sub-commands (audit, coverage, ...); one line each
-EXTRA_COMMAND_MODULES: list[str] = []
+EXTRA_COMMAND_MODULES: list[str] = ["coverage", "audit"]
 
 
 def main(argv: list[str] | None = None) -> int:

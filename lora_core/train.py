@@ -1,0 +1,767 @@
+"""One LoRA run: `python -m lora_core.train --config runs/<id>/config.yaml [--data DATASET.jsonl]`.
+
+Everything is written into the folder that holds the config (DESIGN.md, the run folder):
+status.json, metrics.jsonl, train.log, checkpoint-N/, adapter/ (PEFT's format), predictions.jsonl, eval.json.
+
+The path from a sample to a batch is the app's one path: `lora_core.chat.encode_sample` gives input_ids
+and labels (render → truncate → label), `lora_core.geometry` the pixel geometry; the image processor's
+grid must equal that geometry, so the number of image pads and of visual features always agree.
+SIGTERM (or a STOP file in the run folder) stops at the next step and saves a checkpoint first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runs import FAILURE_REASONS, RunFolder
+
+STOP_REQUESTED = threading.Event()
+LOG_ATTACHED_ENV = "LORA_RUN_LOG_ATTACHED"  # set by the launcher when stdout/stderr already go to train.log
+PAD_TOKEN_ID = 151643
+FULL_LOGITS_ENV = "LORA_TRAIN_FULL_LOGITS"  # benchmarks only: the model's own loss over every position
+# 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
+# GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
+QUANTIZATION_SKIP_MODULES = ["visual", "lm_head"]
+
+
+class RunFailure(Exception):
+    """A run that cannot go on; `reason` is one of runs.FAILURE_REASONS."""
+
+    def __init__(self, reason: str, message: str):
+        assert reason in FAILURE_REASONS, reason
+        super().__init__(message)
+        self.reason = reason
+
+
+# ----------------------------------------------------------------- samples
+
+
+@dataclass
+class TrainSample:
+    id: str
+    source: str  # trajectory id: train and validation are split by it
+    messages: list[dict]
+    images: list[Path]
+    metadata: dict = field(default_factory=dict)
+
+
+def demo_samples(workspace: Path, config) -> list[TrainSample]:
+    """The demo trajectories, sliced one sample per step (seed §8.2.2), with the metadata evaluation needs."""
+    from .demo_data import ensure_demo_data
+    from .samples import normalize_record
+    from .slicing import SliceOptions, SliceStep, slice_trajectory
+
+    demo = ensure_demo_data(workspace)
+    options = SliceOptions(max_images=config.training.max_images_per_sample,
+                           coordinate_space=config.data.coordinate_space)
+    samples = []
+    for trajectory in demo.trajectories:
+        steps = []
+        for step in trajectory.steps:
+            screen = demo.screen(step.screenshot)
+            steps.append(SliceStep(str(screen.path.relative_to(demo.root)), screen.width, screen.height,
+                                   step.thinking, dict(step.action)))
+        for index, record in enumerate(slice_trajectory(trajectory.task, steps, options)):
+            step = trajectory.steps[index]
+            screen = demo.screen(step.screenshot)
+            chat = normalize_record(record, demo.root, where=f"{trajectory.id} step {index + 1}")
+            metadata = {"source": trajectory.id, "kind": "step", "step_index": index,
+                        "coordinate_space": config.data.coordinate_space, "screen_size": [screen.width, screen.height],
+                        "action_abs": dict(step.action)}
+            if step.target is not None:
+                metadata["target_box"] = list(step.target.box)
+                metadata["target_label"] = step.target.label
+            samples.append(TrainSample(f"{trajectory.id}-step-{index + 1:02d}", trajectory.id, chat.messages,
+                                       list(chat.images), metadata))
+    return samples
+
+
+def jsonl_samples(path: Path) -> list[TrainSample]:
+    """The native sample JSONL (docs/FORMATS.md); images relative to the file, kept inside its folder."""
+    import json
+
+    from .samples import SampleFormatError, normalize_record
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunFailure("bad data", f"The dataset {path} does not exist.")
+    samples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path.name} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RunFailure("bad data", f"{where} is not valid JSON ({error.msg}).") from None
+            try:
+                chat = normalize_record(record, path.parent, where=where)
+            except SampleFormatError as error:
+                raise RunFailure("bad data", str(error)) from None
+            if any(image is None for image in chat.images):
+                raise RunFailure("bad data", f"{where} has an inline image without a file; export image files.")
+            metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+            sample_id = str(record.get("id") or f"line-{number}")
+            samples.append(TrainSample(sample_id, str(metadata.get("source") or sample_id), chat.messages,
+                                       list(chat.images), metadata))
+    if not samples:
+        raise RunFailure("bad data", f"{path.name} holds no samples.")
+    return samples
+
+
+def split_by_trajectory(samples: list[TrainSample], val_fraction: float, seed: int):
+    """Whole trajectories go to validation (seed §8.6.4), chosen by a seeded shuffle."""
+    sources = sorted({s.source for s in samples})
+    if len(sources) < 2 or val_fraction <= 0:
+        return list(samples), []
+    random.Random(seed).shuffle(sources)
+    count = min(len(sources) - 1, max(1, round(len(sources) * val_fraction)))
+    val_sources = set(sources[:count])
+    return ([s for s in samples if s.source not in val_sources], [s for s in samples if s.source in val_sources])
+
+
+# ----------------------------------------------------------------- encoding and pixels
+
+
+@dataclass
+class EncodedItem:
+    sample: TrainSample
+    input_ids: list[int]
+    labels: list[int]
+    geometries: list  # one Geometry per image, in order
+
+    @property
+    def visual_tokens(self) -> int:
+        return sum(g.visual_tokens for g in self.geometries)
+
+
+def encode_all(samples, tokenizer, settings, chat_template, config) -> tuple[list[EncodedItem], list[str]]:
+    """encode_sample for each sample; a sample that cannot train is skipped with a sentence saying why."""
+    from .chat import encode_sample
+    from .images import ImageInputError, read_image_size
+
+    items, skipped = [], []
+    for sample in samples:
+        if len(sample.images) > config.training.max_images_per_sample:
+            skipped.append(f"{sample.id}: {len(sample.images)} images, above max_images_per_sample "
+                           f"({config.training.max_images_per_sample}); re-export with fewer history screenshots.")
+            continue
+        try:
+            sizes = [read_image_size(path) for path in sample.images]
+            encoded = encode_sample(sample.messages, tokenizer, sizes, settings, chat_template,
+                                    config.sft.label_mode, config.sft.max_length)
+        except (ImageInputError, ValueError) as error:
+            skipped.append(f"{sample.id}: {error}")
+            continue
+        cut = encoded.cut_inside_image()
+        if cut is not None:
+            skipped.append(f"{sample.id}: max_length {config.sft.max_length} cuts through the pads of image "
+                           f"{cut + 1} ({encoded.full_length} tokens in full); raise max_length or lower max_dim.")
+            continue
+        if encoded.trained_tokens == 0:
+            skipped.append(f"{sample.id}: no answer token is trained (the answer is cut by max_length "
+                           f"{config.sft.max_length} at {encoded.full_length} tokens, or every answer has loss off).")
+            continue
+        items.append(EncodedItem(sample, encoded.input_ids, encoded.labels, encoded.rendered.geometries))
+    return items, skipped
+
+
+class PixelCache:
+    """Screenshot → pixel patches, as the processor makes them after the seed's max_dim pre-resize.
+
+    The processor's grid must equal `geometry()`'s grid: the pad count in input_ids came from there.
+    Kept in memory up to `max_bytes` (screenshots repeat across the samples of a trajectory).
+    """
+
+    def __init__(self, image_processor, max_bytes: int = 768 * 1024 * 1024):
+        self.image_processor = image_processor
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict = OrderedDict()
+        self.bytes = 0
+
+    def pixels(self, path: Path, geom):
+        from PIL import Image
+
+        from .images import open_screenshot
+
+        key = (str(path), geom.pre_width, geom.pre_height, geom.settings.min_pixels, geom.settings.max_pixels)
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        image = open_screenshot(Path(path))
+        if image.size != (geom.width, geom.height):
+            raise RunFailure("bad data", f"{Path(path).name} is {image.size[0]}×{image.size[1]} but its header said "
+                                         f"{geom.width}×{geom.height}; the file changed during the run.")
+        if (geom.pre_width, geom.pre_height) != image.size:
+            image = image.resize((geom.pre_width, geom.pre_height), Image.Resampling.BICUBIC)
+        out = self.image_processor(
+            images=[image], return_tensors="pt",
+            size={"shortest_edge": geom.settings.min_pixels, "longest_edge": geom.settings.max_pixels})
+        grid = tuple(int(v) for v in out["image_grid_thw"][0])
+        if grid != tuple(geom.grid_thw):
+            raise RuntimeError(f"The image processor made a {grid} grid for {Path(path).name} but geometry() said "
+                               f"{geom.grid_thw}; ids and pixels would disagree.")
+        value = (out["pixel_values"], out["image_grid_thw"])
+        self.entries[key] = value
+        self.bytes += value[0].numel() * value[0].element_size()
+        while self.bytes > self.max_bytes and len(self.entries) > 1:
+            _, (old, _) = self.entries.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+        return value
+
+
+def batch_for(items: list[EncodedItem], pixel_cache: PixelCache, with_labels: bool = True,
+              token_types: bool = True) -> dict:
+    """Right-padded ids, labels, attention mask, mm_token_type_ids and the images' pixel patches."""
+    import torch
+
+    from .chat import IGNORE_INDEX, IMAGE_PAD_ID
+
+    length = max(len(item.input_ids) for item in items)
+    ids = torch.full((len(items), length), PAD_TOKEN_ID, dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(items), length), dtype=torch.long)
+    pixels, grids = [], []
+    for row, item in enumerate(items):
+        n = len(item.input_ids)
+        ids[row, :n] = torch.tensor(item.input_ids)
+        labels[row, :n] = torch.tensor(item.labels)
+        mask[row, :n] = 1
+        for path, geom in zip(item.sample.images, item.geometries):
+            values, grid = pixel_cache.pixels(path, geom)
+            pixels.append(values)
+            grids.append(grid)
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if token_types:  # 1 marks image pads: transformers 5.2x needs them for Qwen3-VL's 3-D positions
+        batch["mm_token_type_ids"] = (ids == IMAGE_PAD_ID).to(torch.int32) * mask.to(torch.int32)
+    if with_labels:
+        batch["labels"] = labels
+    if pixels:
+        batch["pixel_values"] = torch.cat(pixels)
+        batch["image_grid_thw"] = torch.cat(grids)
+    return batch
+
+
+class Collator:
+    def __init__(self, pixel_cache: PixelCache, token_types: bool = True):
+        self.pixel_cache = pixel_cache
+        self.token_types = token_types
+
+    def __call__(self, items: list[EncodedItem]) -> dict:
+        batch = batch_for(items, self.pixel_cache, token_types=self.token_types)
+        if os.environ.get(FULL_LOGITS_ENV):
+            return batch
+        batch["trained_positions"] = trained_positions(batch["labels"])  # on the CPU: no GPU sync per step
+        return batch
+
+
+def takes_token_types(model) -> bool:
+    """Whether this transformers release's Qwen-VL forward takes mm_token_type_ids."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "mm_token_type_ids" in inspect.signature(base.forward).parameters
+
+
+class ItemDataset:
+    """A plain sequence the Trainer can index; the collator does the work."""
+
+    def __init__(self, items: list[EncodedItem]):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+@dataclass
+class PreparedData:
+    train: list[EncodedItem]
+    val: list[EncodedItem]
+    skipped: list[str]
+    source: str  # "demo trajectories" or the JSONL path
+
+
+def prepare_data(config, workspace: Path, data_path: Path | None, tokenizer, model_info, settings) -> PreparedData:
+    samples = jsonl_samples(data_path) if data_path else demo_samples(workspace, config)
+    train_samples, val_samples = split_by_trajectory(samples, config.data.val_fraction, config.data.split_seed)
+    template = model_info.chat_template
+    train, skipped = encode_all(train_samples, tokenizer, settings, template, config)
+    val, skipped_val = encode_all(val_samples, tokenizer, settings, template, config)
+    skipped += skipped_val
+    if not train:
+        detail = f" First problem: {skipped[0]}" if skipped else ""
+        raise RunFailure("bad data", f"No training sample is usable ({len(samples)} read, {len(skipped)} skipped)."
+                                     f"{detail}")
+    return PreparedData(train, val, skipped, str(data_path) if data_path else "demo trajectories")
+
+
+# ----------------------------------------------------------------- model
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_base_model(model_path: Path, config, cuda: bool):
+    """The checkpoint in the precision the config asks for; 4-bit through bitsandbytes on CUDA only."""
+    import torch
+
+    from .model import load_model
+
+    sft = config.sft
+    dtype = torch.bfloat16 if sft.bf16 else torch.float16 if sft.fp16 and cuda else torch.float32
+    kwargs = {"dtype": dtype}
+    if config.training.use_4bit:
+        if not cuda:
+            raise RunFailure("no CUDA", "use_4bit needs a CUDA GPU: bitsandbytes would run 4-bit layers on the CPU "
+                                        "very slowly instead of failing. Set training.use_4bit to false.")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.float16,
+            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = load_model(model_path, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def attach_lora(model, config):
+    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
+    from peft import LoraConfig, get_peft_model
+
+    from .coverage import check_entries, list_modules
+
+    entries, errors = check_entries(config.lora.target_modules, list_modules(model))
+    if errors:
+        raise RunFailure("bad config", errors[0])
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), entries
+
+
+def trained_positions(labels):
+    """Positions whose next token is trained (in any row of the batch): only these need logits.
+
+    The model's own loss projects every position onto the 151,936-word vocabulary and then ignores all but
+    the answer; projecting only these gives the same loss for a fraction of the time and memory. A 1-D index
+    tensor is what every transformers 5 release accepts as `logits_to_keep`.
+    """
+    import torch
+
+    from .chat import IGNORE_INDEX
+
+    trained = (labels[:, 1:] != IGNORE_INDEX).any(dim=0)
+    return torch.nonzero(trained).flatten()
+
+
+def next_token_loss(logits, labels, positions):
+    """Mean cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only."""
+    import torch.nn.functional as functional
+
+    from .chat import IGNORE_INDEX
+
+    if positions.numel() == 0:  # a shape, not a value: no GPU sync
+        return logits.sum() * 0.0
+    targets = labels[:, positions + 1]
+    return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                    ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def is_vision_parameter(name: str) -> bool:
+    return ".visual." in name or name.startswith("visual.")
+
+
+# ----------------------------------------------------------------- trainer pieces
+
+
+def make_trainer_class():
+    from transformers import Trainer
+
+    class RunTrainer(Trainer):
+        """Trainer that projects only trained positions onto the vocabulary, with an optional learning rate of
+        its own for LoRA weights in the vision tower."""
+
+        vision_learning_rate: float | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if os.environ.get(FULL_LOGITS_ENV):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            keep = inputs.get("trained_positions")
+            if keep is None:
+                keep = trained_positions(labels)
+            model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
+            outputs = model(**model_inputs, logits_to_keep=keep)
+            loss = next_token_loss(outputs.logits, labels, keep)
+            return (loss, outputs) if return_outputs else loss
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            if self.vision_learning_rate is None or getattr(self, "_vision_group_added", False):
+                return optimizer
+            names = {id(p): n for n, p in (model or self.model).named_parameters()}
+            for group in list(optimizer.param_groups):
+                vision = [p for p in group["params"] if is_vision_parameter(names.get(id(p), ""))]
+                if vision:
+                    group["params"] = [p for p in group["params"] if not is_vision_parameter(names.get(id(p), ""))]
+                    optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                               "params": vision, "lr": self.vision_learning_rate,
+                                               "initial_lr": self.vision_learning_rate})
+            optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+            self._vision_group_added = True
+            return optimizer
+
+    return RunTrainer
+
+
+def make_callback(folder: RunFolder, started: float, is_main: bool):
+    from transformers import TrainerCallback
+
+    class RunFolderCallback(TrainerCallback):
+        """Writes status.json and metrics.jsonl as the Trainer goes; turns a stop request into save + stop."""
+
+        def __init__(self):
+            self.train_started = None
+            self.last_eval_step = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.train_started = time.time()
+            if is_main:
+                folder.update_status(state="training", step=state.global_step, max_steps=state.max_steps,
+                                     epoch=state.epoch or 0.0, train_started_at=self.train_started)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if is_main:
+                done = max(state.global_step, 1)
+                elapsed = time.time() - self.train_started
+                eta = elapsed / done * max(state.max_steps - state.global_step, 0)
+                folder.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
+                                     eta_s=round(eta, 1), elapsed_s=round(elapsed, 1))
+            if STOP_REQUESTED.is_set() or folder.stop_requested():
+                STOP_REQUESTED.set()
+                control.should_save = True  # the last checkpoint is kept
+                control.should_training_stop = True
+                if is_main:
+                    folder.update_status(state="stopping")
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not is_main or not logs:
+                return
+            kind = "eval" if any(k.startswith("eval_") for k in logs) else \
+                "summary" if "train_loss" in logs else "train"
+            if kind == "eval":
+                self.last_eval_step = state.global_step
+            record = {"kind": kind, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                      "time": round(time.time() - started, 3)}
+            record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+            folder.append_metric(record)
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm"))
+            print(f"[{kind}] step {state.global_step}/{state.max_steps}: {shown}", flush=True)
+
+        def on_save(self, args, state, control, **kwargs):
+            if is_main:
+                folder.update_status(last_checkpoint=f"checkpoint-{state.global_step}",
+                                     best_checkpoint=Path(state.best_model_checkpoint).name
+                                     if state.best_model_checkpoint else None)
+
+    return RunFolderCallback()
+
+
+def checkpointing_argument(arguments_class, enabled: bool) -> dict:
+    """transformers 5.2x calls it activation_checkpointing; earlier 5.x releases gradient_checkpointing."""
+    if "activation_checkpointing" in arguments_class.__dataclass_fields__:
+        return {"activation_checkpointing": enabled}
+    return {"gradient_checkpointing": enabled}
+
+
+def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
+    from transformers import TrainingArguments
+
+    from .run_config import effective_warmup
+
+    sft = config.sft
+    eval_strategy = sft.eval_strategy if has_eval else "no"
+    return TrainingArguments(
+        output_dir=str(folder.path),
+        per_device_train_batch_size=sft.per_device_train_batch_size,
+        per_device_eval_batch_size=sft.per_device_eval_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        num_train_epochs=sft.num_train_epochs,
+        max_steps=sft.max_steps,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        warmup_steps=effective_warmup(config),
+        weight_decay=sft.weight_decay,
+        max_grad_norm=sft.max_grad_norm,
+        logging_steps=sft.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=sft.eval_steps,
+        save_strategy=sft.save_strategy,
+        save_steps=sft.save_steps,
+        save_total_limit=sft.save_total_limit,
+        load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
+        metric_for_best_model=sft.metric_for_best_model,
+        bf16=sft.bf16,
+        fp16=sft.fp16 and not sft.bf16,
+        use_cpu=not cuda,
+        seed=sft.seed,
+        **checkpointing_argument(TrainingArguments, config.training.gradient_checkpointing),
+        report_to="none" if sft.report_to == ["none"] else sft.report_to,
+        run_name=folder.path.name,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",  # tokens/s in metrics.jsonl
+    )
+
+
+# ----------------------------------------------------------------- the run
+
+
+class Tee:
+    """Write to the terminal and to train.log (when run by hand; the launcher redirects instead)."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text):
+        self.stream.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def default_workspace(config_path: Path) -> Path:
+    """runs/<id>/config.yaml lives in a workspace: two folders up when the parent is `runs`."""
+    if os.environ.get("LORA_WORKSPACE"):
+        return Path(os.environ["LORA_WORKSPACE"])
+    folder = config_path.resolve().parent
+    if folder.parent.name == "runs":
+        return folder.parent.parent
+    return Path("workspace")
+
+
+def classify_exception(error: BaseException) -> tuple[str, str]:
+    """(reason, message) for an exception that ended a run."""
+    from .images import ImageInputError
+    from .run_config import ConfigError
+    from .samples import SampleFormatError
+
+    text = str(error)
+    if isinstance(error, RunFailure):
+        return error.reason, text
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "out of memory", (f"Out of memory: {text.splitlines()[0] if text else type(error).__name__}. "
+                                 "Lower max_dim or max_length, turn on gradient_checkpointing, or use 4-bit on a GPU.")
+    if isinstance(error, (SampleFormatError, ImageInputError)):
+        return "bad data", text
+    if isinstance(error, ConfigError):
+        return "bad config", text
+    if "CUDA" in text and ("not available" in text or "no CUDA" in text or "not compiled" in text):
+        return "no CUDA", text
+    return "error", f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip()
+
+
+def run(config_path: Path, data_path: Path | None, workspace: Path | None) -> int:
+    started = time.time()
+    folder = RunFolder(config_path.resolve().parent)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        folder.update_status(state="starting", pid=os.getpid(), started_at=started, reason=None, message=None)
+    try:
+        return train_and_evaluate(folder, config_path, data_path, workspace, started, is_main)
+    except BaseException as error:  # recorded for the UI, then re-raised as an exit status
+        if isinstance(error, KeyboardInterrupt):
+            reason, message = "killed", "Interrupted (Ctrl-C) before the run finished."
+        elif isinstance(error, SystemExit):
+            raise
+        else:
+            reason, message = classify_exception(error)
+            if not isinstance(error, RunFailure):
+                traceback.print_exc()
+        print(f"RUN FAILED ({reason}): {message}", file=sys.stderr, flush=True)
+        if is_main:
+            folder.update_status(state="failed", reason=reason, message=message, finished_at=time.time())
+        return 1
+
+
+def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspace, started, is_main) -> int:
+    from .run_config import ConfigError, launch_problems, load_config
+
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as error:
+        raise RunFailure("bad config", str(error)) from None
+    config = loaded.config
+    for message in loaded.messages():
+        print(f"config: {message}", flush=True)
+    workspace = Path(workspace) if workspace else default_workspace(config_path)
+    if data_path is None and config.data.path:
+        data_path = Path(config.data.path)
+        if not data_path.is_absolute():
+            data_path = (config_path.parent / data_path).resolve()
+    if STOP_REQUESTED.is_set():
+        raise_stopped_before_training(folder, is_main)
+
+    if is_main:
+        folder.update_status(state="loading")
+    import torch
+
+    from .model import load_processor, read_model_info, resolve_model_path
+
+    cuda = torch.cuda.is_available()
+    problems = launch_problems(config, cuda)
+    if problems:
+        reason = "no CUDA" if not cuda and any("CUDA" in p for p in problems) else "bad config"
+        raise RunFailure(reason, problems[0])
+    from transformers import set_seed
+
+    set_seed(config.sft.seed)
+    try:
+        model_path = resolve_model_path(config.model, workspace)
+    except ValueError as error:
+        raise RunFailure("bad config", str(error)) from None
+    info = read_model_info(model_path)
+    settings = config.image_settings(info.settings)
+    processor = load_processor(model_path)
+    data = prepare_data(config, workspace, data_path, processor.tokenizer, info, settings)
+    for line in data.skipped:
+        print(f"skipped sample {line}", flush=True)
+    print(f"data: {len(data.train)} train and {len(data.val)} validation samples from {data.source}, split by "
+          f"trajectory; {len(data.skipped)} skipped; images at {settings.describe()}", flush=True)
+    if is_main:
+        folder.update_status(train_samples=len(data.train), val_samples=len(data.val), skipped=data.skipped[:20],
+                             data=str(data_path) if data_path else None, model=str(model_path),
+                             device=torch.cuda.get_device_name(0) if cuda else "CPU",
+                             image_settings=settings_dict(settings), unknown_keys=loaded.unknown_keys)
+
+    model = load_base_model(model_path, config, cuda)
+    model, entries = attach_lora(model, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    print(f"LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, trainable params: {trainable:,} || all params: "
+          f"{total:,} || trainable%: {100 * trainable / total:.4f}", flush=True)
+    for entry in entries:
+        print(f"  target {entry.entry!r}: {len(entry.modules)} modules "
+              f"({', '.join(f'{g} {c}' for g, c in entry.groups.items())})", flush=True)
+
+    pixel_cache = PixelCache(processor.image_processor)
+    collator = Collator(pixel_cache, takes_token_types(model))
+    args = training_arguments(config, folder, bool(data.val), cuda)
+    trainer_class = make_trainer_class()
+    trainer_class.vision_learning_rate = config.lora.vision_learning_rate
+    callback = make_callback(folder, started, is_main)
+    trainer = trainer_class(model=model, args=args, train_dataset=ItemDataset(data.train),
+                            eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
+                            callbacks=[callback])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
+    if STOP_REQUESTED.is_set() or folder.stop_requested():
+        raise_stopped_before_training(folder, is_main)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    stopped = STOP_REQUESTED.is_set()
+    state = trainer.state
+    if data.val and not stopped and callback.last_eval_step != state.global_step:
+        trainer.evaluate()  # the final eval_loss, at the last step
+    if not is_main:
+        return 0
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
+    trainer.model.save_pretrained(folder.adapter_path)
+    folder.update_status(adapter="adapter", best_checkpoint=Path(state.best_model_checkpoint).name
+                         if state.best_model_checkpoint else None, peak_gpu_memory_gib=peak,
+                         peak_gpu_reserved_gib=reserved, trainable_parameters=trainable)
+    print(f"adapter saved to {folder.adapter_path}" + (f"; best checkpoint {state.best_model_checkpoint}"
+                                                       if state.best_model_checkpoint else ""), flush=True)
+    if stopped:
+        folder.update_status(state="stopped", finished_at=time.time(), eta_s=0,
+                             message=f"Stopped at step {state.global_step} of {state.max_steps}; the last checkpoint "
+                                     "and the adapter are kept.")
+        return 0
+    if config.evaluation.after_training and data.val:
+        from .evaluate import evaluate_items, write_evaluation
+
+        folder.update_status(state="evaluating")
+        eval_loss = folder.last_eval_loss()
+        result = evaluate_items(trainer.model, data.val, pixel_cache, processor.tokenizer, info, settings, config,
+                                stop_check=lambda: STOP_REQUESTED.is_set() or folder.stop_requested(),
+                                eval_loss=eval_loss)
+        write_evaluation(folder, result, settings, trained_settings=settings)
+    folder.update_status(state="finished", finished_at=time.time(), eta_s=0,
+                         message=f"Finished {state.global_step} steps in {time.time() - started:.0f} s.")
+    return 0
+
+
+def raise_stopped_before_training(folder: RunFolder, is_main: bool):
+    if is_main:
+        folder.update_status(state="stopped", finished_at=time.time(),
+                             message="Stopped before training began; nothing was trained.")
+    raise SystemExit(0)
+
+
+def settings_dict(settings) -> dict:
+    return {"max_dim": settings.max_dim, "min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels,
+            "patch_size": settings.patch_size, "merge_size": settings.merge_size}
+
+
+def request_stop(signum, frame) -> None:
+    STOP_REQUESTED.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, request_stop)  # first: a stop during imports still counts
+    parser = argparse.ArgumentParser(prog="python -m lora_core.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="runs/<id>/config.yaml; the run writes beside it")
+    parser.add_argument("--data", type=Path, help="native sample JSONL (default: the config's data.path, else the "
+                                                  "demo trajectories)")
+    parser.add_argument("--workspace", type=Path, help="where the embedded model and demo data live "
+                                                       "(default: two folders above runs/<id>/)")
+    args = parser.parse_args(argv)
+    config_path = args.config
+    if not config_path.is_file():
+        print(f"error: no config file at {config_path}", file=sys.stderr)
+        return 2
+    if not os.environ.get(LOG_ATTACHED_ENV):
+        log = open(config_path.parent / "train.log", "a", buffering=1, encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    data = args.data.resolve() if args.data else None
+    return run(config_path, data, args.workspace)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

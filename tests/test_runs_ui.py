@@ -1,0 +1,89 @@
+"""The Runs tab's wiring without a browser: form <-> config, demo-mode gates, formatting."""
+from types import SimpleNamespace
+
+import pytest
+
+import app
+from lora_core.run_config import PRESETS, ConfigError, preset
+from ui.runs import (
+    config_from_form,
+    ctx_path_allowed,
+    form_values,
+    launch_refusal,
+    log_html,
+    runs_table,
+    svg_plot,
+)
+
+
+@pytest.mark.parametrize("key", [p.key for p in PRESETS])
+def test_form_round_trips_every_preset(key):
+    config = preset(key).config()
+    assert config_from_form(form_values(config)) == config
+
+
+def test_form_zero_means_not_set_and_bad_values_name_their_key():
+    config = preset("tiny-cpu").config()
+    values = form_values(config)
+    from lora_core.run_config import FIELDS
+
+    paths = [f.path for f in FIELDS]
+    values[paths.index("training.max_dim")] = 0
+    values[paths.index("training.lora.vision_learning_rate")] = 0
+    read = config_from_form(values)
+    assert read.training.max_dim is None and read.lora.vision_learning_rate is None
+    values[paths.index("training.lora.target_modules")] = "   "
+    with pytest.raises(ConfigError, match="target_modules"):
+        config_from_form(values)
+
+
+def demo_ctx(exposed=True, demo=True, workspace=None):
+    return SimpleNamespace(demo_mode=demo, exposed=exposed, workspace=workspace)
+
+
+def test_exposed_demo_needs_a_login_to_launch():
+    anonymous = SimpleNamespace(username=None)
+    assert "needs a login" in launch_refusal(demo_ctx(), anonymous)
+    assert launch_refusal(demo_ctx(), SimpleNamespace(username="alice")) is None
+    assert launch_refusal(demo_ctx(exposed=False), anonymous) is None
+    assert launch_refusal(demo_ctx(demo=False), anonymous) is None
+
+
+def test_demo_flag_and_exposure(monkeypatch):
+    monkeypatch.delenv("LORA_DEMO", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert not app.parse_args([]).demo and app.parse_args(["--demo"]).demo
+    monkeypatch.setenv("LORA_DEMO", "1")
+    assert app.parse_args([]).demo
+    assert not app.is_exposed(app.parse_args([]))
+    assert app.is_exposed(app.parse_args(["--host", "0.0.0.0"])) and app.is_exposed(app.parse_args(["--share"]))
+    monkeypatch.setenv("SPACE_ID", "someone/demo")
+    assert app.is_exposed(app.parse_args([]))
+    with pytest.raises(SystemExit, match="embedded tiny model"):
+        app.main(["--demo", "--model", "/models/Qwen3-VL-2B"])
+
+
+def test_demo_gallery_reads_only_workspace_files(tmp_path):
+    inside = tmp_path / "demo" / "a.png"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    outside = tmp_path.parent / "elsewhere.png"
+    outside.write_bytes(b"x")
+    ctx = demo_ctx(workspace=tmp_path.resolve())
+    assert ctx_path_allowed(ctx, str(inside)) and not ctx_path_allowed(ctx, str(outside))
+
+
+def test_curve_svg_and_tables_escape_and_count():
+    series = [{"label": "<b>run</b> train", "color": "#000", "points": [(1, 2.0), (2, 1.5), (3, 1.2)],
+               "kind": "train", "run": "r1"},
+              {"label": "run eval", "color": "#000", "points": [], "kind": "eval", "run": "r1"}]
+    svg = svg_plot(series)
+    assert 'data-series="train"' in svg and 'data-points="3"' in svg and "<b>run" not in svg
+    assert "No loss logged yet" in svg_plot([])
+    assert "No runs yet" in runs_table([])
+
+
+def test_log_view_explains_the_seeds_warnings():
+    text = log_html(["[train] step 1/2: loss 3.0",
+                     "`use_cache=True` is incompatible with gradient checkpointing. Setting `use_cache=False`."])
+    assert text.count('class="known"') == 1 and "seed §1" in text and "KV cache" in text
