@@ -203,19 +203,10 @@ def records_dataset(records: Iterable[dict], base_dir: Path, name: str, form: st
 
 
 def demo_dataset(demo, max_images: int = 1) -> Dataset:
-    """The demo trajectories sliced into training samples, one per step, as the exporter slices them."""
-    from .slicing import SliceOptions, SliceStep, slice_trajectory
+    """The demo trajectories sliced into training samples, one per step, exactly as the trainer slices them."""
+    from .slicing import SliceOptions, demo_sample_records
 
-    records = []
-    for trajectory in demo.trajectories:
-        steps = []
-        for step in trajectory.steps:
-            screen = demo.screen(step.screenshot)
-            steps.append(SliceStep(str(screen.path.relative_to(demo.root)), screen.width, screen.height,
-                                   step.thinking, step.action))
-        for number, record in enumerate(slice_trajectory(trajectory.task, steps, SliceOptions(max_images=max_images)),
-                                        start=1):
-            records.append({"id": f"{trajectory.id}-step-{number:02d}", **record})  # the trainer's demo ids
+    records = demo_sample_records(demo, SliceOptions(max_images=max_images))
     return records_dataset(records, demo.root, "demo trajectories", "demo trajectories (sliced)")
 
 

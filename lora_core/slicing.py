@@ -88,3 +88,26 @@ def sample_images(sample: dict) -> list[str]:
         for item in message["content"]
         if item.get("type") == "image"
     ]
+
+
+def demo_sample_records(demo, options: SliceOptions | None = None) -> list[dict]:
+    """The demo trajectories sliced one sample per step, as native records (docs/FORMATS.md) whose
+    images are relative to the demo folder and whose metadata carries what evaluation needs."""
+    options = options or SliceOptions()
+    records = []
+    for trajectory in demo.trajectories:
+        steps = []
+        for step in trajectory.steps:
+            screen = demo.screen(step.screenshot)
+            steps.append(SliceStep(str(screen.path.relative_to(demo.root)), screen.width, screen.height,
+                                   step.thinking, dict(step.action)))
+        for index, sample in enumerate(slice_trajectory(trajectory.task, steps, options)):
+            step = trajectory.steps[index]
+            metadata = {"source": trajectory.id, "kind": "step", "step_index": index, "task": trajectory.task,
+                        "coordinate_space": options.coordinate_space,
+                        "screen_size": [steps[index].width, steps[index].height], "action_abs": dict(step.action)}
+            if step.target is not None:
+                metadata["target_box"] = list(step.target.box)
+                metadata["target_label"] = step.target.label
+            records.append({"id": f"{trajectory.id}-step-{index + 1:02d}", **sample, "metadata": metadata})
+    return records

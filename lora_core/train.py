@@ -56,66 +56,46 @@ class TrainSample:
 
 def demo_samples(workspace: Path, config) -> list[TrainSample]:
     """The demo trajectories, sliced one sample per step (seed §8.2.2), with the metadata evaluation needs."""
+    from .datasets import records_dataset
     from .demo_data import ensure_demo_data
-    from .samples import normalize_record
-    from .slicing import SliceOptions, SliceStep, slice_trajectory
+    from .slicing import SliceOptions, demo_sample_records
 
     demo = ensure_demo_data(workspace)
     options = SliceOptions(max_images=config.training.max_images_per_sample,
                            coordinate_space=config.data.coordinate_space)
-    samples = []
-    for trajectory in demo.trajectories:
-        steps = []
-        for step in trajectory.steps:
-            screen = demo.screen(step.screenshot)
-            steps.append(SliceStep(str(screen.path.relative_to(demo.root)), screen.width, screen.height,
-                                   step.thinking, dict(step.action)))
-        for index, record in enumerate(slice_trajectory(trajectory.task, steps, options)):
-            step = trajectory.steps[index]
-            screen = demo.screen(step.screenshot)
-            chat = normalize_record(record, demo.root, where=f"{trajectory.id} step {index + 1}")
-            metadata = {"source": trajectory.id, "kind": "step", "step_index": index,
-                        "coordinate_space": config.data.coordinate_space, "screen_size": [screen.width, screen.height],
-                        "action_abs": dict(step.action)}
-            if step.target is not None:
-                metadata["target_box"] = list(step.target.box)
-                metadata["target_label"] = step.target.label
-            samples.append(TrainSample(f"{trajectory.id}-step-{index + 1:02d}", trajectory.id, chat.messages,
-                                       list(chat.images), metadata))
-    return samples
+    return dataset_samples(records_dataset(demo_sample_records(demo, options), demo.root, "demo trajectories"))
 
 
 def jsonl_samples(path: Path) -> list[TrainSample]:
-    """The native sample JSONL (docs/FORMATS.md); images relative to the file, kept inside its folder."""
-    import json
+    """A dataset file in any form `lora_core.datasets` reads (native JSONL first); images relative to it."""
+    from .datasets import read_dataset
+    from .samples import SampleFormatError
 
-    from .samples import SampleFormatError, normalize_record
+    try:
+        dataset = read_dataset(Path(path))
+    except SampleFormatError as error:
+        raise RunFailure("bad data", str(error)) from None
+    return dataset_samples(dataset)
 
-    path = Path(path)
-    if not path.is_file():
-        raise RunFailure("bad data", f"The dataset {path} does not exist.")
+
+def dataset_samples(dataset) -> list[TrainSample]:
+    from .samples import SampleFormatError
+
     samples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path.name} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RunFailure("bad data", f"{where} is not valid JSON ({error.msg}).") from None
-            try:
-                chat = normalize_record(record, path.parent, where=where)
-            except SampleFormatError as error:
-                raise RunFailure("bad data", str(error)) from None
-            if any(image is None for image in chat.images):
-                raise RunFailure("bad data", f"{where} has an inline image without a file; export image files.")
-            metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
-            sample_id = str(record.get("id") or f"line-{number}")
-            samples.append(TrainSample(sample_id, str(metadata.get("source") or sample_id), chat.messages,
-                                       list(chat.images), metadata))
+    for index, entry in enumerate(dataset.entries):
+        try:
+            chat = dataset.sample(index)
+        except SampleFormatError as error:
+            raise RunFailure("bad data", str(error)) from None
+        if any(image is None for image in chat.images):
+            raise RunFailure("bad data", f"{dataset.name}, {entry.where} has an inline image without a file; "
+                                         "export the image files.")
+        metadata = entry.record.get("metadata") if isinstance(entry.record.get("metadata"), dict) else {}
+        sample_id = entry.sample_id or f"{entry.where.replace(' ', '-')}"
+        samples.append(TrainSample(sample_id, str(metadata.get("source") or sample_id), chat.messages,
+                                   list(chat.images), metadata))
     if not samples:
-        raise RunFailure("bad data", f"{path.name} holds no samples.")
+        raise RunFailure("bad data", f"{dataset.name} holds no samples.")
     return samples
 
 

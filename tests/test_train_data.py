@@ -130,7 +130,8 @@ def test_native_jsonl_is_read_with_its_metadata(tmp_path, samples, workspace, co
 @pytest.mark.parametrize("line, message", [
     ('{"messages": [{"role": "user", "content": [{"type": "image", "image": "../../etc/passwd"}]}]}', "outside"),
     ('{"messages": "hello"}', "no non-empty 'messages' list"),
-    ("[1, 2", "line 1 is not valid JSON"),
+    ("[1, 2", "not valid JSON"),
+    ('{"messages": [{"role": "user", "content": "hi"}]}\n{broken', "line 2"),
 ])
 def test_bad_jsonl_is_bad_data(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
@@ -161,3 +162,13 @@ def test_vision_lora_gets_its_own_learning_rate(embedded_path, tmp_path):
     assert by_rate == {config.sft.learning_rate: {False}, 1e-5: {True}}
     trained = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     assert trained == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_llamafactory_json_list_trains_as_is():
+    """The trainer reads every dataset form the inspector audits: here LLaMA-Factory's own demo set."""
+    from tests.conftest import PEER_DATA
+
+    samples = jsonl_samples(PEER_DATA / "llamafactory" / "mllm_demo.json")
+    assert len(samples) == 6
+    assert all(image.exists() for sample in samples for image in sample.images)
+    assert len({s.source for s in samples}) == 6  # no trajectory ids: each record is its own group
