@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from lora_core.cli import positive_int
+
 from .export import FORMATS, ExportOptions, export_store
 from .importer import IMPORT_FORMATS, ImportOptions, import_source
 from .store import Store
@@ -26,14 +28,6 @@ class OneLineParser(argparse.ArgumentParser):
         raise Refused(f"{message} (see --help)")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
 
 
 def ratio(text: str) -> float:
