@@ -147,7 +147,7 @@ def test_bad_data_crash_is_explained(manager, tmp_path):
     run_id = manager.start(tiny_config(), name="bad-data", data_path=data)
     status = wait_for(manager, run_id, finished, timeout=120)
     assert status["state"] == "failed" and status["reason"] == "bad data"
-    assert "broken.jsonl line 2 is not valid JSON" in status["message"]
+    assert "broken.jsonl, line 2: not valid JSON" in status["message"]
     assert any("RUN FAILED (bad data)" in line for line in manager.folder(run_id).log_tail(10))
 
 
