@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
-PEER_DATA = SHARED / "peer-data"
+TEST_DATA = ROOT / "tests" / "data"  # fixtures and peer data, carried in so a clean clone tests alone
+FIXTURES = TEST_DATA / "fixtures"
+PEER_DATA = TEST_DATA / "peer-data"
 
 
 def load_fixture(name: str):
