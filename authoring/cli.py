@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--coords", choices=COORDS, default="norm1000", help="coordinate convention to write (default norm1000)")
     exp.add_argument("--max-dim", type=positive_int, help="pre-resize of the longest side (abs-resized needs it)")
     exp.add_argument("--max-images", type=positive_int, default=1, help="screenshots kept per sample (default 1)")
-    exp.add_argument("--val-ratio", type=ratio, default=0.0, help="share of trajectories for validation (default 0)")
+    exp.add_argument("--val-ratio", type=ratio, default=0.2,
+                     help="share of trajectories for validation, split by trajectory (default 0.2, seed §8.3.2)")
     exp.add_argument("--seed", type=int, default=42, help="seed of the trajectory split (default 42)")
     exp.add_argument("--out", type=Path, required=True, help="an empty or new folder")
     add_store(exp)

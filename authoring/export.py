@@ -9,14 +9,13 @@
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_core.coords import parse_space
 from lora_core.geometry import ImageSettings
-from lora_core.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step
+from lora_core.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step, split_trajectories
 
 from .model import Correction, Step, Trajectory
 from .validate import validate_store
@@ -137,15 +136,9 @@ def correction_share(samples: list[dict]) -> float:
 
 
 def split_by_trajectory(trajectory_ids: list[str], val_ratio: float, seed: int) -> dict[str, list[str]]:
-    """Whole trajectories go to train or val (seed §8.6.4); the same seed gives the same split."""
-    ids = sorted(set(trajectory_ids))
-    random.Random(seed).shuffle(ids)
-    count = round(len(ids) * val_ratio)
-    if val_ratio > 0 and len(ids) >= 2:
-        count = min(max(count, 1), len(ids) - 1)
-    else:
-        count = 0
-    return {"val": sorted(ids[:count]), "train": sorted(ids[count:])}
+    """Whole trajectories go to train or val (seed §8.6.4), exactly as the trainer splits them."""
+    train, val = split_trajectories(trajectory_ids, val_ratio, seed)
+    return {"val": val, "train": train}
 
 
 # ---------------------------------------------------------------------------- formats

@@ -6,6 +6,7 @@ export convention; steps carry abs-original pixels.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -111,3 +112,17 @@ def demo_sample_records(demo, options: SliceOptions | None = None) -> list[dict]
                 metadata["target_label"] = step.target.label
             records.append({"id": f"{trajectory.id}-step-{index + 1:02d}", **sample, "metadata": metadata})
     return records
+
+
+def split_trajectories(trajectory_ids, val_ratio: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train ids, validation ids): whole trajectories go to one side (seed §8.6.4), by a seeded shuffle.
+
+    At least one trajectory goes to validation when val_ratio > 0 and there are two or more; at least one
+    always stays in training. The exporter and the trainer both split with this, so a seed means one split.
+    """
+    ids = sorted(set(trajectory_ids))
+    random.Random(seed).shuffle(ids)
+    count = 0
+    if val_ratio > 0 and len(ids) >= 2:
+        count = min(max(round(len(ids) * val_ratio), 1), len(ids) - 1)
+    return sorted(ids[count:]), sorted(ids[:count])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import signal
 import sys
 import threading
@@ -100,14 +99,12 @@ def dataset_samples(dataset) -> list[TrainSample]:
 
 
 def split_by_trajectory(samples: list[TrainSample], val_fraction: float, seed: int):
-    """Whole trajectories go to validation (seed §8.6.4), chosen by a seeded shuffle."""
-    sources = sorted({s.source for s in samples})
-    if len(sources) < 2 or val_fraction <= 0:
-        return list(samples), []
-    random.Random(seed).shuffle(sources)
-    count = min(len(sources) - 1, max(1, round(len(sources) * val_fraction)))
-    val_sources = set(sources[:count])
-    return ([s for s in samples if s.source not in val_sources], [s for s in samples if s.source in val_sources])
+    """Whole trajectories go to validation (seed §8.6.4), split as the exporter splits them."""
+    from .slicing import split_trajectories
+
+    _, val_ids = split_trajectories([s.source for s in samples], val_fraction, seed)
+    val_sources = set(val_ids)
+    return [s for s in samples if s.source not in val_sources], [s for s in samples if s.source in val_sources]
 
 
 # ----------------------------------------------------------------- encoding and pixels
