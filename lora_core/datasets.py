@@ -141,13 +141,7 @@ def parse_dataset_text(text: str, base_dir: Path, name: str = "the dataset") -> 
     if isinstance(data, list):
         if data and all(looks_like_message(item) for item in data):
             return Dataset(name, base_dir, "message list", [DatasetEntry(1, "the message list", {"messages": data})])
-        entries = []
-        for number, item in enumerate(data, start=1):
-            where = f"record {number}"
-            try:
-                entries.append(DatasetEntry(number, where, as_record(item, where)))
-            except SampleFormatError as error:
-                entries.append(DatasetEntry(number, where, None, str(error)))
+        entries = record_entries(data, "record")
         if not entries:
             raise SampleFormatError(f"{name} is an empty JSON list.")
         return Dataset(name, base_dir, "JSON list", entries)
@@ -192,14 +186,19 @@ def read_dataset(path: Path) -> Dataset:
 
 def records_dataset(records: Iterable[dict], base_dir: Path, name: str, form: str = "records") -> Dataset:
     """Records already in memory (demo trajectories, an annotation store), images relative to base_dir."""
+    return Dataset(name, Path(base_dir), form, record_entries(records, "sample"))
+
+
+def record_entries(records: Iterable, noun: str) -> list[DatasetEntry]:
+    """One entry per record; a record that is not a usable object keeps its error instead of hiding the rest."""
     entries = []
     for number, record in enumerate(records, start=1):
-        where = f"sample {number}"
+        where = f"{noun} {number}"
         try:
             entries.append(DatasetEntry(number, where, as_record(record, where)))
         except SampleFormatError as error:
             entries.append(DatasetEntry(number, where, None, str(error)))
-    return Dataset(name, Path(base_dir), form, entries)
+    return entries
 
 
 def demo_dataset(demo, max_images: int = 1) -> Dataset:

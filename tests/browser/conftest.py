@@ -1,5 +1,7 @@
 """Playwright driving Debian's chromium (never a downloaded browser) against the real app."""
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,18 @@ def page(browser, app_server):
     page.goto(app_server.url)
     yield page
     context.close()
+
+
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def screenshot_path(tmp_path):
+    """Where a test saves its page: docs/screenshots/ (the README's) with UPDATE_SCREENSHOTS=1, else a tmp folder."""
+
+    def path_for(name: str) -> Path:
+        folder = SCREENSHOT_DIR if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    return path_for

@@ -4,9 +4,7 @@ import re
 from pathlib import Path
 
 from tests.browser.test_lab_browser import click_image_pixel
-from tests.conftest import ROOT
 
-SCREENSHOT = ROOT / "docs" / "screenshots" / "authoring.png"
 
 STEP_GREEN = (0, 170, 60)
 WRONG_RED = (230, 20, 20)
@@ -62,7 +60,7 @@ def choose_trajectory(page, trajectory_id: str) -> None:
     wait_text(page, "#auth-header", trajectory_id)
 
 
-def test_author_a_correction_and_find_it_in_the_export(page, app_server):
+def test_author_a_correction_and_find_it_in_the_export(page, app_server, screenshot_path):
     open_tab(page)
     assert "mark wrong" in page.locator("#auth-shortcuts").inner_text()
     choose_trajectory(page, "share_q3_report_with_alice")  # not the first one: the wait below means something
@@ -116,7 +114,7 @@ def test_author_a_correction_and_find_it_in_the_export(page, app_server):
     assert len(wrong_turns) == 1
     assert f'"coordinate": [{round((mx0 + mx1) / 2 * 1000 / 1080)}, ' in wrong_turns[0]["content"]
     assert '"button": "back"' in first["messages"][-1]["content"]
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("authoring.png")), full_page=True)
     for record in records:
         for message in record["messages"]:
             for item in message["content"] if isinstance(message["content"], list) else []:

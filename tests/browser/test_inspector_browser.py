@@ -1,8 +1,6 @@
 """The Mask Inspector in a real browser: open a demo sample, read the coloured tokens, expand an image
 chip, switch the label mode and see the counts change, then open a problem row from the audit."""
-from tests.conftest import ROOT
 
-SCREENSHOT = ROOT / "docs" / "screenshots" / "mask-inspector.png"
 
 
 def open_tab(page):
@@ -19,7 +17,7 @@ def choose_sample(page, name: str) -> None:
     page.get_by_role("option", name=name).click()
 
 
-def test_demo_sample_tokens_chip_and_mode_switch(page):
+def test_demo_sample_tokens_chip_and_mode_switch(page, screenshot_path):
     open_tab(page)
     choose_sample(page, "sample 3: open_sales_folder-step-03")
     page.wait_for_function("document.querySelector('#mi-counts') && "
@@ -43,8 +41,7 @@ def test_demo_sample_tokens_chip_and_mode_switch(page):
     assert "id 151655" in page.locator("#mi-tokens .mi-pads > span").first.get_attribute("title")
     page.locator("#mi-tokens .mi-pads > span").nth(3).click()
     assert "label −100" in page.locator("#mi-detail").inner_text()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("mask-inspector.png")), full_page=True)
     chip.click()
     assert page.locator("#mi-tokens .mi-pads").count() == 0
 

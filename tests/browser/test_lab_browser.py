@@ -7,9 +7,7 @@ import pytest
 
 from lora_core.geometry import ImageSettings, geometry
 from lora_core.resolution import element_report
-from tests.conftest import ROOT
 
-SCREENSHOT = ROOT / "docs" / "screenshots" / "resolution-lab.png"
 
 
 def choose_dropdown(page, elem_id: str, option: str) -> None:
@@ -41,7 +39,7 @@ def row_numbers(page, setting: str) -> dict:
     }
 
 
-def test_mark_an_element_and_read_token_cells(page, app_server):
+def test_mark_an_element_and_read_token_cells(page, app_server, screenshot_path):
     page.wait_for_selector("#lab-numbers")
     choose_dropdown(page, "lab-demo", "shared")
     page.wait_for_function("document.querySelector('#lab-status').innerText.includes('shared')")
@@ -65,8 +63,7 @@ def test_mark_an_element_and_read_token_cells(page, app_server):
         assert shown["verdict"] == ("lost" if shown["cells"] < 1 else "blurry" if shown["cells"] < 4 else "ok")
     assert row_numbers(page, "max520")["verdict"] == "blurry"
     assert row_numbers(page, "max1024")["verdict"] == "ok"
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("resolution-lab.png")), full_page=True)
 
 
 def test_click_point_marks_every_view(page):

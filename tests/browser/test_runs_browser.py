@@ -1,9 +1,7 @@
 """The Runs tab in a real browser: start a short run, watch its curve appear, compare it with a second run."""
 import re
 
-from tests.conftest import ROOT
 
-SCREENSHOT = ROOT / "docs" / "screenshots" / "runs.png"
 RUN_TIMEOUT = 240_000
 
 
@@ -35,7 +33,7 @@ def wait_finished(page, run_id: str) -> None:
     assert state == "finished", page.locator("#run-log").inner_text()[-2000:]
 
 
-def test_start_watch_and_compare_two_runs(page):
+def test_start_watch_and_compare_two_runs(page, screenshot_path):
     page.get_by_role("tab", name="Runs").click()
     page.wait_for_selector("#runs-launch")
     first = launch(page, "browser-a", 0.005)
@@ -68,5 +66,4 @@ def test_start_watch_and_compare_two_runs(page):
     page.wait_for_selector('#compare-config tr[data-key="training.lora.r"]')
     assert page.locator("#compare-diagnosis [data-verdict]").count() >= 2
     page.wait_for_selector("#compare-gallery img", timeout=60_000)
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=str(screenshot_path("runs.png")), full_page=True)
