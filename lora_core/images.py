@@ -48,7 +48,9 @@ def read_image_size(path: Path) -> tuple[int, int]:
             f"{MAX_IMAGE_PIXELS:,} pixels."
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageInputError(f"{path.name} is not a readable image ({error}); upload a PNG or JPEG screenshot.") from None
+        raise ImageInputError(
+            f"{path.name} is not a readable image ({without_folder(error, path)}); upload a PNG or JPEG screenshot."
+        ) from None
 
 
 def open_screenshot(path: Path) -> Image.Image:
@@ -69,9 +71,15 @@ def open_screenshot(path: Path) -> Image.Image:
         raise ImageInputError(f"{path.name} is too large to decode safely.") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageInputError(
-            f"{path.name} is damaged: its header reads {width}×{height} but the pixels do not decode ({error}). "
+            f"{path.name} is damaged: its header reads {width}×{height} but the pixels do not decode "
+            f"({without_folder(error, path)}). "
             "Re-export the screenshot."
         ) from None
+
+
+def without_folder(error: Exception, path: Path) -> str:
+    """PIL's message without the server-side folder (uploads live in a temp folder users need not see)."""
+    return str(error).replace(str(path), path.name).replace(repr(str(path))[1:-1], path.name)
 
 
 def check_dimensions(width: int, height: int, name: str = "The image") -> None:

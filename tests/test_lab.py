@@ -168,3 +168,10 @@ def test_dataset_view_skips_bad_files(tmp_path, workspace, embedded_info):
 def test_image_reference_must_be_a_string(tmp_path):
     with pytest.raises(ImageInputError, match="must be a path string"):
         safe_resolve(tmp_path, 42)
+
+
+def test_errors_do_not_show_the_server_folder(tmp_path):
+    (tmp_path / "notes.png").write_text("hello")
+    with pytest.raises(ImageInputError) as raised:
+        open_screenshot(tmp_path / "notes.png")
+    assert "notes.png" in str(raised.value) and str(tmp_path) not in str(raised.value)
