@@ -10,10 +10,10 @@ from pathlib import Path
 
 from lora_core.cli import positive_int
 
-from .export import FORMATS, ExportOptions, export_store
-from .importer import IMPORT_FORMATS, ImportOptions, import_source
-from .store import Store
-from .validate import validate_store
+from authoring.export import FORMATS, ExportOptions, export_store
+from authoring.importer import IMPORT_FORMATS, ImportOptions, import_source
+from authoring.store import Store
+from authoring.validate import validate_store
 
 COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
 DEFAULT_STORE = Path(os.environ.get("LORA_WORKSPACE", "workspace")) / "authoring" / "annotations.sqlite"

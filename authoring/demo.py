@@ -1,7 +1,7 @@
 """Seed an empty store with the demo trajectories, so the tab can be used at once."""
 from __future__ import annotations
 
-from lora_core.demo_data import DemoData
+from demo import DemoData
 
 SEEDED_KEY = "demo_seeded"
 DEMO_ANNOTATOR = "demo"

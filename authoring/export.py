@@ -13,12 +13,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_core.coords import parse_space
-from lora_core.geometry import ImageSettings
-from lora_core.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step, split_trajectories
+from lora_core.data.coords import parse_space
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step, split_trajectories
 
-from .model import Correction, Step, Trajectory
-from .validate import validate_store
+from authoring.model import Correction, Step, Trajectory
+from authoring.validate import validate_store
 
 FORMATS = ("mai-ui", "llamafactory", "swift")
 SPLITS = ("train", "val")
@@ -52,7 +52,7 @@ class ExportOptions:
 
     def slice_options(self) -> SliceOptions:
         settings = self.image_settings or ImageSettings(max_dim=self.max_dim)
-        return SliceOptions(self.max_images, self.coords, self.system_prompt, settings)
+        return SliceOptions(self.max_images, self.coords, self.system_prompt, lambda w, h: geometry(w, h, settings))
 
 
 # ---------------------------------------------------------------------------- samples

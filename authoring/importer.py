@@ -18,14 +18,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_core.agent import map_points, parse_answer
-from lora_core.coords import parse_space, to_original
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.images import ImageInputError, open_screenshot, safe_resolve
-from lora_core.samples import SampleFormatError, normalize_record
-from lora_core.slicing import CURRENT_SCREENSHOT_TEXT
+from lora_core.data.agent import map_points, parse_answer
+from lora_core.data.coords import parse_space, to_original
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.images import ImageInputError, open_screenshot, safe_resolve
+from lora_core.data.samples import SampleFormatError, normalize_record
+from lora_core.data.slicing import CURRENT_SCREENSHOT_TEXT
 
-from .export import OMITTED_SCREENSHOT_TEXT
+from authoring.export import OMITTED_SCREENSHOT_TEXT
 
 IMPORT_FORMATS = ("auto", "folder", "mai-ui", "llamafactory", "swift")
 IGNORED_FILES = {"dataset_info.json", "export.json", "manifest.json", "screens.json"}
@@ -494,7 +494,7 @@ def _convert(step: PendingStep, options: ImportOptions) -> None:
 
 def _agrees(exact: dict, converted: dict, geom, options: ImportOptions) -> bool:
     """The metadata's exact action is used only where it matches the answer up to rounding."""
-    from lora_core.coords import quantization_error
+    from lora_core.data.coords import quantization_error
 
     if exact.get("action") != converted.get("action"):
         return False

@@ -1,13 +1,13 @@
 """What annotators author: actions, steps, trajectories, corrections, and the record bookkeeping.
 
 Coordinates are always abs-original pixels of the step's screenshot, stored next to its size.
-Exports convert them (lora_core.coords); nothing here knows about other conventions.
+Exports convert them (lora_core.data.coords); nothing here knows about other conventions.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from lora_core.agent import ACTION_SPACE, POINT_KEYS, SWIPE_DIRECTIONS, SYSTEM_BUTTONS
+from lora_core.data.agent import ACTION_SPACE, POINT_KEYS, SWIPE_DIRECTIONS, SYSTEM_BUTTONS
 
 STATUSES = ("draft", "done", "needs review", "accepted", "rejected")
 ACTION_KINDS = tuple(ACTION_SPACE)

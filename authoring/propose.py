@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .model import Step
+from authoring.model import Step
 
 PROPOSALS = ("neighbour", "wrong type", "wrong app")
 CLICKABLE_KINDS = ("row", "icon", "button", "tab", "text_field", "app_icon", "text")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from lora_core.images import open_screenshot
+from lora_core.data.images import open_screenshot
 
 COLOURS = {"step": (0, 170, 60), "wrong": (230, 20, 20), "recovery": (20, 100, 240), "pending": (250, 160, 0),
            "target": (0, 170, 60)}

@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_core.coords import as_int_point, from_original
-from lora_core.geometry import ImageSettings, geometry
+from lora_core.data.coords import as_int_point, from_original
+from lora_core.qwen.geometry import ImageSettings, geometry
 
-from .model import Action, Correction, Step, direction_between
-from .propose import NoProposal, default_recovery, propose_wrong
-from .render import Mark, marked_screenshot, marks_for, thumbnail
-from .store import Editor, RecordMissing, StaleEdit, Store
-from .validate import Problem, correction_problems, step_problems
+from authoring.model import Action, Correction, Step, direction_between
+from authoring.propose import NoProposal, default_recovery, propose_wrong
+from authoring.render import Mark, marked_screenshot, marks_for, thumbnail
+from authoring.store import Editor, RecordMissing, StaleEdit, Store
+from authoring.validate import Problem, correction_problems, step_problems
 
 STEP, WRONG = "step", "wrong action"
 

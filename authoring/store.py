@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_core.images import safe_resolve
+from lora_core.data.images import safe_resolve
 
-from .model import Correction, RecordInfo, RecoveryStep, Screenshot, Step, Target, Trajectory, valid_status
+from authoring.model import Correction, RecordInfo, RecoveryStep, Screenshot, Step, Target, Trajectory, valid_status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);

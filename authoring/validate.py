@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lora_core.agent import format_answer, is_placeholder_thought, parse_answer
-from lora_core.images import ImageInputError, open_screenshot
+from lora_core.data.agent import format_answer, is_placeholder_thought, parse_answer
+from lora_core.data.images import ImageInputError, open_screenshot
 
-from .model import POINTED_KINDS, Correction, Step, Target, Trajectory
+from authoring.model import POINTED_KINDS, Correction, Step, Target, Trajectory
 
 CHECKS = ("format", "schema", "inside", "target", "thinking", "image", "correction")
 

@@ -21,7 +21,7 @@ from authoring.export import ExportOptions, export_store  # noqa: E402
 from authoring.session import AnnotatorSession  # noqa: E402
 from authoring.store import Editor, Store  # noqa: E402
 from authoring.validate import validate_store  # noqa: E402
-from lora_core.demo_data import ensure_demo_data  # noqa: E402
+from demo import ensure_demo_data  # noqa: E402
 
 SAMPLES = 2000
 

@@ -36,8 +36,8 @@ def long_sample(image: str, history_steps: int) -> dict:
 
 def longest_history(ctx, limit: int) -> int:
     """The most history steps whose sample still fits in `limit` tokens."""
-    from lora_core.chat import render_chat
-    from lora_core.model import load_tokenizer
+    from lora_core.qwen.chat import render_chat
+    from lora_core.qwen.checkpoint import load_tokenizer
     from ui.inspector import image_settings
 
     info = ctx.model_info()
@@ -58,7 +58,7 @@ def write_dataset(folder: Path, records: list[dict], screens: Path) -> Path:
 
 
 def bench_preview(ctx, folder: Path) -> None:
-    from lora_core import masking
+    from lora_core.analysis import masking
     from ui.inspector import file_source, preview
 
     path = write_dataset(folder, [long_sample("screens/files_root.png", longest_history(ctx, 6200))],
@@ -84,7 +84,7 @@ def bench_preview(ctx, folder: Path) -> None:
 
 def audit_records(ctx, count: int) -> list[dict]:
     """`count` distinct samples: the demo trajectories sliced with 1–3 screenshots kept, each task numbered."""
-    from lora_core.datasets import demo_dataset
+    from lora_core.data.datasets import demo_dataset
 
     base = [entry.record for keep in (1, 2, 3) for entry in demo_dataset(ctx.demo, keep).entries]
     records = []
@@ -97,9 +97,9 @@ def audit_records(ctx, count: int) -> list[dict]:
 
 
 def bench_audit(ctx, folder: Path, count: int = 1000) -> None:
-    from lora_core.audit import audit_dataset
-    from lora_core.datasets import read_dataset
-    from lora_core.model import load_tokenizer
+    from lora_core.analysis.audit import audit_dataset
+    from lora_core.data.datasets import read_dataset
+    from lora_core.qwen.checkpoint import load_tokenizer
     from ui.inspector import image_settings
 
     path = write_dataset(folder, audit_records(ctx, count), ctx.demo.root / "screens")

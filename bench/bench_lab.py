@@ -18,7 +18,7 @@ from common import ROOT, machine, median_seconds, report
 
 
 def bench_geometry() -> None:
-    from lora_core.geometry import ImageSettings, geometry
+    from lora_core.qwen.geometry import ImageSettings, geometry
 
     settings = ImageSettings(max_dim=1024)
     sizes = [(320 + (i * 7) % 3500, 480 + (i * 13) % 3000) for i in range(100_000)]

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from common import ROOT, machine, median_seconds, report
 
-from lora_core.runs import RUNNING_STATES, RunManager
+from lora_core.training.registry import RUNNING_STATES, RunManager
 
 
 def tiny_60_step_config():
-    from lora_core.run_config import preset
+    from lora_core.training.config import preset
 
     config = preset("tiny-cpu").config()
     config.sft.max_steps = 60
@@ -57,7 +57,7 @@ def bench_tiny_run(workspace: Path, repeats: int) -> None:
 
 
 def bench_coverage_cli(workspace: Path) -> None:
-    from lora_core.run_config import dump_yaml
+    from lora_core.training.config import dump_yaml
 
     path = workspace / "coverage.yaml"
     path.write_text(dump_yaml(tiny_60_step_config()))
@@ -93,7 +93,7 @@ if __name__ == "__main__":
     print(f"machine: {machine()}")
     folder = Path(tempfile.mkdtemp(prefix="bench-runs-"))
     try:
-        from lora_core.model import ensure_embedded_checkpoint
+        from lora_core.qwen.checkpoint import ensure_embedded_checkpoint
 
         ensure_embedded_checkpoint(folder)
         bench_tiny_run(folder, args.repeats)

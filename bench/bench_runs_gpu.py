@@ -34,7 +34,7 @@ def build_random_2b(folder: Path, tokenizer_from: Path) -> Path:
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
-    from lora_core.coverage import qwen3vl_2b_config
+    from lora_core.analysis.coverage import qwen3vl_2b_config
 
     if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
         return folder
@@ -54,8 +54,8 @@ def build_random_2b(folder: Path, tokenizer_from: Path) -> Path:
 
 def long_dataset(workspace: Path, target_history: int = 70) -> Path:
     """Samples of ~6 k tokens: a long history of earlier answers, then the current screenshot and the answer."""
-    from lora_core.agent import format_answer
-    from lora_core.demo_data import ensure_demo_data
+    from lora_core.data.agent import format_answer
+    from demo import ensure_demo_data
 
     demo = ensure_demo_data(workspace)
     answers = [format_answer(step.thinking, dict(step.action, **({"coordinate": list(step.target.center)}
@@ -80,7 +80,7 @@ def long_dataset(workspace: Path, target_history: int = 70) -> Path:
 
 def scenario_config(model: Path, max_dim: int, four_bit: bool, steps: int, max_length: int | None, bf16: bool,
                     evaluate: bool = False):
-    from lora_core.run_config import LLM_TARGETS, RunConfig
+    from lora_core.training.config import LLM_TARGETS, RunConfig
 
     config = RunConfig()
     config.model = str(model)
@@ -103,8 +103,8 @@ def scenario_config(model: Path, max_dim: int, four_bit: bool, steps: int, max_l
 
 
 def run_scenario(workspace: Path, name: str, config, data: Path | None, full_logits: bool = False) -> dict:
-    from lora_core.run_config import dump_yaml
-    from lora_core.runs import RunFolder
+    from lora_core.training.config import dump_yaml
+    from lora_core.training.run_folder import RunFolder
 
     folder = workspace / "runs" / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -155,7 +155,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     print(f"machine: {machine()}; GPU: {torch.cuda.get_device_name(0) if cuda else 'none'}", flush=True)
     if args.tiny:
-        from lora_core.model import ensure_embedded_checkpoint
+        from lora_core.qwen.checkpoint import ensure_embedded_checkpoint
 
         model = ensure_embedded_checkpoint(args.workspace)
     else:

@@ -6,9 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from .geometry import ImageSettings, geometry
+from lora_core.qwen.geometry import ImageSettings
+from lora_core.qwen.recipes import RECIPES, RecipeError, make_recipe, parse_option_pairs
 
 DEFAULT_WORKSPACE = Path("workspace")
+# the native recipe's command-line flags, and the option each stands for
+NATIVE_FLAGS = {"mode": "--mode", "max_length": "--max-length", "max_dim": "--max-dim", "min_pixels": "--min-pixels",
+                "max_pixels": "--max-pixels"}
 
 
 def positive_int(text: str) -> int:
@@ -21,68 +25,98 @@ def positive_int(text: str) -> int:
     return value
 
 
-def settings_from_args(args) -> ImageSettings:
-    """The model's own image settings (or Qwen3-VL's), overridden by the command line."""
-    if args.model:
-        from .model import read_model_info, resolve_model_path
+def recipe_options_from_args(args, native_defaults: dict | None = None) -> tuple[str, dict]:
+    """(recipe name, options) from --recipe/--option and, under native, today's flags."""
+    name = getattr(args, "recipe", "native") or "native"
+    if name not in RECIPES:
+        raise CliUsageError(f"unknown recipe {name!r}; use one of: {', '.join(RECIPES)}")
+    try:
+        options = parse_option_pairs(getattr(args, "option", None))
+    except RecipeError as error:
+        raise CliUsageError(str(error)) from None
+    given = {key: getattr(args, key) for key in NATIVE_FLAGS if getattr(args, key, None) is not None}
+    if name != "native":
+        if given:
+            key = next(iter(given))
+            own = RECIPES[name].native_equivalent(key)
+            raise CliUsageError(f"{NATIVE_FLAGS[key]} belongs to the native recipe; under {name} use "
+                                f"--option {own}=VALUE" if own else
+                                f"{NATIVE_FLAGS[key]} belongs to the native recipe; {name} has no such option")
+        return name, options
+    merged = {**(native_defaults or {}), **given, **options}
+    return name, merged
 
-        settings = read_model_info(resolve_model_path(args.model, args.workspace)).settings
-    else:
-        settings = ImageSettings()
-    overrides = {
-        key: value
-        for key, value in (("max_dim", args.max_dim), ("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels))
-        if value is not None
-    }
-    return settings.with_(**overrides)
+
+def checked_recipe(name: str, checkpoint: ImageSettings, options: dict):
+    try:
+        return make_recipe(name, checkpoint, options)
+    except RecipeError as error:
+        raise CliUsageError(str(error)) from None
+
+
+def encoder_from_args(args, native_defaults: dict | None = None):
+    """(encoder, model name): the chosen checkpoint under the chosen recipe."""
+    from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
+    from lora_core.qwen.encoder import Encoder
+
+    name, options = recipe_options_from_args(args, native_defaults)
+    folder = resolve_model_path(args.model, args.workspace)
+    base = Encoder.from_checkpoint(folder)
+    checked_recipe(name, base.checkpoint_settings, options)
+    return base.with_recipe(name, options), read_model_info(folder).name
 
 
 def run_geometry(args) -> dict:
-    return geometry(args.width, args.height, settings_from_args(args)).as_dict()
+    name, options = recipe_options_from_args(args)
+    if args.model:
+        from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
+
+        checkpoint = read_model_info(resolve_model_path(args.model, args.workspace)).settings
+    else:
+        checkpoint = ImageSettings()
+    recipe = checked_recipe(name, checkpoint, options)
+    return {"recipe": recipe.name, "options": recipe.options, **recipe.geometry(args.width, args.height).as_dict()}
 
 
 def run_mask(args) -> dict:
-    from .chat import encode_sample
-    from .model import load_tokenizer, read_model_info, resolve_model_path
-    from .samples import load_sample_file
+    from lora_core.data.samples import load_sample_file
 
-    sample = load_sample_file(args.sample)
-    info = read_model_info(resolve_model_path(args.model, args.workspace))
-    settings = info.settings.with_(
-        **{k: v for k, v in (("max_dim", args.max_dim), ("min_pixels", args.min_pixels), ("max_pixels", args.max_pixels)) if v is not None}
-    )
-    encoded = encode_sample(
-        sample.messages,
-        load_tokenizer(str(info.path)),
-        sample.image_sizes(),
-        settings,
-        info.chat_template,
-        args.mode,
-        args.max_length,
-    )
+    encoder, model_name = encoder_from_args(args)
+    encoded = encoder.encode(load_sample_file(args.sample))
+    spans = encoded.image_spans
     return {
-        "model": info.name,
-        "mode": args.mode,
-        "max_length": args.max_length,
-        "length": len(encoded.input_ids),
+        "model": model_name,
+        "recipe": encoder.recipe.name,
+        "options": encoder.recipe.options,
+        "mode": encoder.recipe.label_mode.value,
+        "max_length": encoder.max_length,
+        "dropped": encoded.dropped,
+        "length": None if encoded.dropped else len(encoded.input_ids),
         "full_length": encoded.full_length,
         "truncated": encoded.truncated,
         "trained_tokens": encoded.trained_tokens,
         "image_tokens": encoded.image_tokens,
         "cut_inside_image": encoded.cut_inside_image(),
-        "images": [
-            {**geom.as_dict(), "span": list(span)}
-            for geom, span in zip(encoded.rendered.geometries, encoded.rendered.image_spans)
-        ],
+        "images": [{**geom.as_dict(), "span": list(span) if span else None}
+                   for geom, span in zip(encoded.geometries, spans + [None] * (len(encoded.geometries) - len(spans)))],
         "input_ids": encoded.input_ids,
         "labels": encoded.labels,
+        "image_pad_counts": encoded.image_pad_counts,
+        "full_image_pad_counts": encoded.full_image_pad_counts,
+        "full_input_ids": encoded.full_input_ids,
+        "full_labels": encoded.full_labels,
+        "warnings": encoder.recipe.warnings() + encoded.notes,
     }
 
 
 def add_image_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-dim", type=positive_int, help="pre-resize the longest side to this many pixels")
-    parser.add_argument("--min-pixels", type=positive_int, help="processor pixel budget, lower bound")
-    parser.add_argument("--max-pixels", type=positive_int, help="processor pixel budget, upper bound")
+    parser.add_argument("--recipe", default="native",
+                        help=f"whose rules to apply: {', '.join(RECIPES)} (default native)")
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE",
+                        help="a recipe option in the recipe's own name, e.g. cutoff_len=2048; repeatable")
+    parser.add_argument("--max-dim", type=positive_int, help="native: pre-resize the longest side to this many pixels")
+    parser.add_argument("--min-pixels", type=positive_int, help="native: processor pixel budget, lower bound")
+    parser.add_argument("--max-pixels", type=positive_int, help="native: processor pixel budget, upper bound")
     parser.add_argument("--model", help="checkpoint folder or hub id whose processor config to use (default: embedded tiny Qwen3-VL)")
     parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE, help="where the embedded model lives (default ./workspace)")
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
@@ -109,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mask = commands.add_parser("mask", help="input_ids and labels of one sample, as the trainer builds them")
     mask.add_argument("sample", type=Path, help='SAMPLE.json: {"messages": [...]}, image paths relative to it')
-    mask.add_argument("--mode", choices=["last", "all"], default="last")
+    mask.add_argument("--mode", choices=["last", "all"], default=None, help="native recipe: label mode (last)")
     mask.add_argument("--max-length", type=positive_int, default=None)
     add_image_options(mask)
     mask.set_defaults(handler=run_mask)
@@ -127,7 +161,7 @@ def extra_commands():
 
 
 # modules adding sub-commands (audit, coverage, ...); one line each
-EXTRA_COMMAND_MODULES: list[str] = ["coverage", "audit"]
+EXTRA_COMMAND_MODULES: list[str] = ["analysis.coverage", "analysis.audit"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,21 +21,21 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_path(workspace) -> Path:
-    from lora_core.model import ensure_embedded_checkpoint
+    from lora_core.qwen.checkpoint import ensure_embedded_checkpoint
 
     return ensure_embedded_checkpoint(workspace)
 
 
 @pytest.fixture(scope="session")
 def embedded_info(embedded_path):
-    from lora_core.model import read_model_info
+    from lora_core.qwen.checkpoint import read_model_info
 
     return read_model_info(embedded_path)
 
 
 @pytest.fixture(scope="session")
 def tokenizer(embedded_path):
-    from lora_core.model import load_tokenizer
+    from lora_core.qwen.checkpoint import load_tokenizer
 
     return load_tokenizer(str(embedded_path))
 
@@ -51,3 +51,16 @@ def app_server(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def encoder(embedded_path):
+    """The embedded checkpoint's native encoder."""
+    from lora_core.qwen.encoder import Encoder
+
+    return Encoder.from_checkpoint(embedded_path)
+
+
+@pytest.fixture(scope="session")
+def special(encoder):
+    return encoder.special

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from lora_core.audit import audit_dataset
-from lora_core.datasets import read_dataset
-from lora_core.masking import analyse_sample
+from lora_core.analysis.audit import audit_dataset
+from lora_core.data.datasets import read_dataset
+from lora_core.analysis.masking import analyse_sample
 from tests.conftest import PEER_DATA, ROOT
 from tests.images import plain_image
 

@@ -14,10 +14,10 @@ from authoring.importer import ImportOptions, ImportRefused, import_source
 from authoring.session import WRONG, AnnotatorSession
 from authoring.store import Store
 from authoring.validate import validate_store
-from lora_core.coords import from_original, quantization_error, to_original
-from lora_core.demo_data import ensure_demo_data
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.samples import normalize_record
+from lora_core.data.coords import from_original, quantization_error, to_original
+from demo import ensure_demo_data
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.samples import normalize_record
 from tests.conftest import PEER_DATA, ROOT
 from tests.images import truncated_png
 

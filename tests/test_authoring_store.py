@@ -15,7 +15,7 @@ import pytest
 
 from authoring.demo import seed_demo
 from authoring.store import Editor, StaleEdit, Store
-from lora_core.demo_data import ensure_demo_data
+from demo import ensure_demo_data
 from tests.conftest import ROOT
 
 WRITERS, EDITS = 8, 250

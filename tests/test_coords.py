@@ -1,6 +1,6 @@
 import pytest
 
-from lora_core.coords import (
+from lora_core.data.coords import (
     as_int_point,
     convert_point,
     from_original,
@@ -8,7 +8,7 @@ from lora_core.coords import (
     to_original,
     token_cell_error,
 )
-from lora_core.geometry import ImageSettings, geometry
+from lora_core.qwen.geometry import ImageSettings, geometry
 
 SCREEN = geometry(1080, 2400, ImageSettings(max_dim=1024))  # resized 448×1024
 

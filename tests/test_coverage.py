@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from lora_core.coverage import (
+from lora_core.analysis.coverage import (
     GROUPS,
     attached_modules,
     coverage_for_model,
@@ -14,7 +14,7 @@ from lora_core.coverage import (
     module_group,
     qwen3vl_2b_config,
 )
-from lora_core.run_config import LLM_TARGETS, SEED_VISION_TARGETS, VISION_TARGETS, load_yaml_text
+from lora_core.training.config import LLM_TARGETS, SEED_VISION_TARGETS, VISION_TARGETS, load_yaml_text
 from tests.conftest import ROOT
 from tests.test_run_config import SEED_7_1, SEED_7_2
 
@@ -86,8 +86,8 @@ def test_container_module_is_not_a_layer(embedded_path):
 def test_coverage_equals_what_peft_attaches_to_the_loaded_model(embedded_path):
     from peft import get_peft_model
 
-    from lora_core.coverage import lora_config
-    from lora_core.model import load_model
+    from lora_core.analysis.coverage import lora_config
+    from lora_core.qwen.checkpoint import load_model
 
     targets = LLM_TARGETS + VISION_TARGETS
     report = coverage_for_model(embedded_path, targets, r=4, alpha=8)

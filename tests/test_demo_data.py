@@ -1,10 +1,9 @@
-"""Behavioural tests for lora_core.demo_data (synthetic cloud-drive screenshots and trajectories)."""
+"""Behavioural tests for the demo package (synthetic cloud-drive screenshots and trajectories)."""
 
 import difflib
 import json
 import re
 import shutil
-from lora_core import demo_data
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lora_core.demo_data import DEMO_VERSION, DemoData, ensure_demo_data
+from demo import DEMO_VERSION, DemoData, build, ensure_demo_data
 
 WIDTH, HEIGHT = 1080, 2400
 KINDS = {"status_bar", "header", "row", "icon", "text", "button", "tab", "text_field", "app_icon",
@@ -240,7 +239,7 @@ def test_second_call_reads_without_rewriting(demo, monkeypatch):
     def no_drawing(root):
         raise AssertionError("the demo data was generated again although it was complete")
 
-    monkeypatch.setattr(demo_data, "_generate", no_drawing)
+    monkeypatch.setattr(build, "generate", no_drawing)
     again = ensure_demo_data(demo.root.parent)
     assert _mtimes(demo.root) == before
     assert again == demo

@@ -1,6 +1,6 @@
 import pytest
 
-from lora_core.geometry import ImageSettings, geometry, pre_resize
+from lora_core.qwen.geometry import ImageSettings, geometry, pre_resize
 from tests.conftest import load_fixture
 
 GEOMETRY_CASES = load_fixture("qwen3vl_geometry_public.json")
@@ -56,7 +56,7 @@ def test_geometry_matches_the_real_image_processor(embedded_path):
     """Run transformers' processor on real pixels for a few sizes and budgets."""
     from PIL import Image
 
-    from lora_core.model import load_processor
+    from lora_core.qwen.checkpoint import load_processor
 
     processor = load_processor(embedded_path)
     for width, height, max_pixels in [(1080, 2400, 16_777_216), (694, 267, 16_777_216), (1080, 2400, 28 * 28 * 576)]:

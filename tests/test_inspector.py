@@ -5,9 +5,9 @@ import zipfile
 
 import pytest
 
-from lora_core.chat import IGNORE_INDEX, IMAGE_PAD_ID, IM_END_ID, build_labels, render_chat
-from lora_core.datasets import extract_dataset_zip, parse_dataset_text, read_dataset
-from lora_core.masking import (
+from lora_core.qwen.chat import IGNORE_INDEX, IMAGE_PAD_ID, IM_END_ID, build_labels, render_chat
+from lora_core.data.datasets import extract_dataset_zip, parse_dataset_text, read_dataset
+from lora_core.analysis.masking import (
     TARGET,
     analyse_sample,
     inspect_sample,
@@ -15,7 +15,7 @@ from lora_core.masking import (
     token_texts,
     without_images,
 )
-from lora_core.samples import ChatSample, SampleFormatError, normalize_record
+from lora_core.data.samples import Sample, SampleFormatError, normalize_record
 from tests.conftest import PEER_DATA, load_fixture
 from tests.images import plain_image
 
@@ -30,7 +30,7 @@ def model(embedded_info, tokenizer):
     return tokenizer, embedded_info.settings, embedded_info.chat_template
 
 
-def fixture_sample(conv, folder) -> ChatSample:
+def fixture_sample(conv, folder) -> Sample:
     """The fixture conversation as a native record whose image items point at blank files of the fixture's sizes."""
     messages = json.loads(json.dumps(conv["messages"]))
     sizes = iter(conv["image_sizes"])
@@ -52,7 +52,7 @@ def chat(*turns, loss=None):
     return messages
 
 
-def with_image(folder, name="screen.png", size=(1080, 2400)) -> ChatSample:
+def with_image(folder, name="screen.png", size=(1080, 2400)) -> Sample:
     """system, task, two history answers, the current screenshot, the target."""
     plain_image(folder / name, *size)
     messages = chat(("system", "You are a GUI agent."), ("user", "Open the Sales folder"),
@@ -170,8 +170,8 @@ def test_a_sample_that_fits_says_so(model, tmp_path):
 # ---------------------------------------------------------------- pitfalls
 
 
-def text_sample(messages) -> ChatSample:
-    return ChatSample(messages, [], "native")
+def text_sample(messages) -> Sample:
+    return Sample(messages, [], "native")
 
 
 def test_pitfall_literal_im_end_in_an_answer(model):
@@ -396,8 +396,8 @@ def test_zip_escaping_its_folder_is_refused(tmp_path):
 
 
 def test_demo_trajectories_slice_into_samples(workspace):
-    from lora_core.datasets import demo_dataset
-    from lora_core.demo_data import ensure_demo_data
+    from lora_core.data.datasets import demo_dataset
+    from demo import ensure_demo_data
 
     demo = ensure_demo_data(workspace)
     dataset = demo_dataset(demo, max_images=2)

@@ -1,9 +1,9 @@
 """The Resolution Lab's analysis and its handling of bad screenshots, without a browser."""
 import pytest
 
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.images import ImageInputError, open_screenshot, read_image_size, safe_resolve
-from lora_core.resolution import (
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.images import ImageInputError, open_screenshot, read_image_size, safe_resolve
+from lora_core.analysis.resolution import (
     analyse,
     click_report,
     element_report,
@@ -103,7 +103,7 @@ def test_pixel_bomb(tmp_path, size):
 
 
 def test_huge_file(tmp_path, monkeypatch):
-    from lora_core import images
+    from lora_core.data import images
 
     monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1000)
     with pytest.raises(ImageInputError, match="refused"):
@@ -134,7 +134,7 @@ class FixedContext:
     """The parts of AppContext the Lab's dataset view reads, without starting the app."""
 
     def __init__(self, workspace, info):
-        from lora_core.demo_data import ensure_demo_data
+        from demo import ensure_demo_data
 
         self.demo = ensure_demo_data(workspace)
         self.info = info

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.model import (
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.qwen.checkpoint import (
     build_embedded_checkpoint,
     load_model,
     load_processor,

@@ -1,7 +1,7 @@
 """RunConfig: the seed's own YAML examples load as written and round-trip; unknown keys are reported."""
 import pytest
 
-from lora_core.run_config import (
+from lora_core.training.config import (
     FIELDS,
     LLM_TARGETS,
     PRESETS,

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from lora_core.curves import (
+from lora_core.analysis.curves import (
     NOISY,
     NOT_FALLING,
     OVERFITTING,

@@ -1,10 +1,10 @@
 """Evaluation scoring: parse each answer, convert its point to original pixels, compare with the truth."""
 import pytest
 
-from lora_core.agent import format_answer
-from lora_core.evaluate import Truth, draw_predictions, ground_truth, score, summarize
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.train import TrainSample
+from lora_core.data.agent import format_answer
+from lora_core.training.evaluate import Truth, draw_predictions, ground_truth, score, summarize
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.training.train import TrainSample
 
 GEOM = geometry(1080, 2400, ImageSettings(max_dim=520))
 BOX = [100, 400, 300, 520]  # abs-original, target element
@@ -74,7 +74,7 @@ def test_ground_truth_prefers_metadata_pixels(tmp_path):
 
 
 def test_gallery_picture_marks_truth_and_predictions(workspace):
-    from lora_core.demo_data import ensure_demo_data
+    from demo import ensure_demo_data
 
     path = ensure_demo_data(workspace).screen("files_root").path
     truth_row = {"target_box": BOX, "truth_point": [200, 460]}

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lora_core.run_config import dump_yaml, preset
+from lora_core.training.config import dump_yaml, preset
 from tests.test_run_config import SEED_7_2, SEED_8_6_2
 
 

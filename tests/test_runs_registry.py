@@ -5,16 +5,10 @@ import sys
 
 import pytest
 
-from lora_core.run_config import preset
-from lora_core.runs import (
-    KNOWN_WARNINGS,
-    RunError,
-    RunFolder,
-    RunManager,
-    classify_failure,
-    explain_line,
-    process_alive,
-)
+from lora_core.training.config import preset
+from lora_core.training.log_diagnosis import KNOWN_WARNINGS, classify_failure, explain_line
+from lora_core.training.registry import RunError, RunManager, process_alive
+from lora_core.training.run_folder import RunFolder
 
 # The seed's §1 table and §1.1 block, as the warnings appear in a log.
 SEED_WARNINGS = {

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 import app
-from lora_core.run_config import PRESETS, ConfigError, preset
+from lora_core.training.config import PRESETS, ConfigError, preset
 from ui.runs import (
     config_from_form,
     ctx_path_allowed,
@@ -25,7 +25,7 @@ def test_form_round_trips_every_preset(key):
 def test_form_zero_means_not_set_and_bad_values_name_their_key():
     config = preset("tiny-cpu").config()
     values = form_values(config)
-    from lora_core.run_config import FIELDS
+    from lora_core.training.config import FIELDS
 
     paths = [f.path for f in FIELDS]
     values[paths.index("training.max_dim")] = 0

@@ -1,6 +1,6 @@
 import pytest
 
-from lora_core.samples import SampleFormatError, normalize_record
+from lora_core.data.samples import SampleFormatError, normalize_record
 
 
 def test_loss_flags_must_be_booleans(tmp_path):

@@ -1,4 +1,4 @@
-from lora_core.slicing import SliceOptions, SliceStep, slice_trajectory, split_trajectories
+from lora_core.data.slicing import SliceOptions, SliceStep, slice_trajectory, split_trajectories
 
 
 def test_split_keeps_trajectories_whole_and_is_seeded():

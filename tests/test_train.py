@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from lora_core.run_config import dump_yaml, preset
-from lora_core.runs import RUNNING_STATES, RunError, RunManager, recognised_warnings
+from lora_core.training.config import dump_yaml, preset
+from lora_core.training.log_diagnosis import recognised_warnings
+from lora_core.training.registry import RUNNING_STATES, RunError, RunManager
 from tests.conftest import ROOT
 
 TIMEOUT = 240
@@ -101,7 +102,7 @@ def test_adapter_reloads_with_peft(finished_run, manager, embedded_path):
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from lora_core.model import load_model
+    from lora_core.qwen.checkpoint import load_model
 
     adapter = manager.folder(finished_run[0]).adapter_path
     model = PeftModel.from_pretrained(load_model(embedded_path), str(adapter))
@@ -195,7 +196,7 @@ def test_terminal_run_writes_its_own_log_and_refuses_an_unmatched_target(tmp_pat
     folder = tmp_path / "runs" / "by-hand"
     folder.mkdir(parents=True)
     config = tiny_config()
-    from lora_core.run_config import load_yaml_text
+    from lora_core.training.config import load_yaml_text
 
     config.lora.target_modules = load_yaml_text(SEED_7_2).config.lora.target_modules
     (folder / "config.yaml").write_text(dump_yaml(config))
@@ -210,7 +211,7 @@ def test_terminal_run_writes_its_own_log_and_refuses_an_unmatched_target(tmp_pat
 
 
 def test_evaluation_on_demand_at_another_resolution_is_flagged(finished_run, manager):
-    from lora_core.curves import resolution_flag
+    from lora_core.analysis.curves import resolution_flag
 
     run_id = finished_run[0]
     message = manager.evaluate(run_id, max_dim=768, max_samples=1)
@@ -239,9 +240,9 @@ def test_terminal_run_with_4bit_on_cpu_fails_as_no_cuda(tmp_path, workspace):
 def test_exceptions_map_to_reasons():
     import torch
 
-    from lora_core.run_config import ConfigError
-    from lora_core.samples import SampleFormatError
-    from lora_core.train import RunFailure, classify_exception
+    from lora_core.training.config import ConfigError
+    from lora_core.data.samples import SampleFormatError
+    from lora_core.training.train import RunFailure, classify_exception
 
     assert classify_exception(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"))[0] == \
         "out of memory"

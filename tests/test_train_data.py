@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from lora_core.chat import IMAGE_PAD_ID, encode_sample
-from lora_core.images import read_image_size
-from lora_core.run_config import preset
-from lora_core.train import (
+from lora_core.qwen.chat import IMAGE_PAD_ID, encode_sample
+from lora_core.data.images import read_image_size
+from lora_core.training.config import preset
+from lora_core.training.train import (
     PixelCache,
     RunFailure,
     batch_for,
@@ -27,7 +27,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def processor(embedded_path):
-    from lora_core.model import load_processor
+    from lora_core.qwen.checkpoint import load_processor
 
     return load_processor(embedded_path)
 
@@ -80,7 +80,7 @@ def test_pixels_and_pads_agree(samples, processor, embedded_info, config):
 def test_kept_logits_loss_equals_the_models_own_loss(samples, processor, embedded_info, embedded_path, config):
     import torch
 
-    from lora_core.model import load_model
+    from lora_core.qwen.checkpoint import load_model
 
     settings = config.image_settings(embedded_info.settings)
     items, _ = encode_all(samples[:2], processor.tokenizer, settings, embedded_info.chat_template, config)
@@ -142,10 +142,10 @@ def test_bad_jsonl_is_bad_data(tmp_path, line, message):
 
 
 def test_vision_lora_gets_its_own_learning_rate(embedded_path, tmp_path):
-    from lora_core.model import load_model
-    from lora_core.run_config import LLM_TARGETS, VISION_TARGETS
-    from lora_core.runs import RunFolder
-    from lora_core.train import attach_lora, is_vision_parameter, make_trainer_class, training_arguments
+    from lora_core.qwen.checkpoint import load_model
+    from lora_core.training.config import LLM_TARGETS, VISION_TARGETS
+    from lora_core.training.run_folder import RunFolder
+    from lora_core.training.train import attach_lora, is_vision_parameter, make_trainer_class, training_arguments
 
     config = preset("tiny-cpu").config()
     config.lora.target_modules = LLM_TARGETS + VISION_TARGETS

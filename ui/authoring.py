@@ -21,7 +21,7 @@ from authoring.model import ACTION_KINDS, STATUSES, SWIPE_DIRECTIONS, SYSTEM_BUT
 from authoring.propose import PROPOSALS
 from authoring.session import STEP, AnnotatorSession
 from authoring.validate import validate_store
-from lora_core.images import ImageInputError, open_screenshot
+from lora_core.data.images import ImageInputError, open_screenshot
 
 COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
 CLICK_IT_MYSELF = "I will click it myself"

@@ -5,7 +5,7 @@ import threading
 from functools import cached_property
 from pathlib import Path
 
-from lora_core.model import EMBEDDED_MODEL, ModelInfo, read_model_info, resolve_model_path
+from lora_core.qwen.checkpoint import EMBEDDED_MODEL, ModelInfo, read_model_info, resolve_model_path
 
 
 class AppContext:
@@ -47,13 +47,13 @@ class AppContext:
     @cached_property
     def runs(self):
         """The run registry and launcher (runs live in workspace/runs and outlive the app)."""
-        from lora_core.runs import RunManager
+        from lora_core.training.registry import RunManager
 
         return RunManager(self.workspace, demo=self.demo_mode)
 
     @cached_property
     def demo(self):
-        from lora_core.demo_data import ensure_demo_data
+        from demo import ensure_demo_data
 
         return ensure_demo_data(self.workspace)
 

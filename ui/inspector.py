@@ -1,7 +1,7 @@
 """Mask Inspector: every token of a sample coloured by what the loss does with it, and a dataset audit.
 
-Wiring and formatting only: the ids, labels, verdicts and audit numbers come from lora_core.masking
-and lora_core.audit, which call the trainer's own rendering and labelling.
+Wiring and formatting only: the ids, labels, verdicts and audit numbers come from lora_core.analysis.masking
+and lora_core.analysis.audit, which call the trainer's own rendering and labelling.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import gradio as gr
 import pandas as pd
 from gradio.data_classes import FileData
 
-from lora_core.audit import AuditReport, audit_dataset
-from lora_core.chat import IGNORE_INDEX
-from lora_core.datasets import Dataset, demo_dataset, extract_dataset_zip, parse_dataset_text, read_dataset
-from lora_core.masking import (
+from lora_core.analysis.audit import AuditReport, audit_dataset
+from lora_core.qwen.chat import IGNORE_INDEX
+from lora_core.data.datasets import Dataset, demo_dataset, extract_dataset_zip, parse_dataset_text, read_dataset
+from lora_core.analysis.masking import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_PLACEHOLDER_SIZE,
     HISTORY,
@@ -34,9 +34,9 @@ from lora_core.masking import (
     inspect_sample,
     rule_description,
 )
-from lora_core.geometry import ImageSettings
-from lora_core.model import load_tokenizer
-from lora_core.resolution import preset_settings
+from lora_core.qwen.geometry import ImageSettings
+from lora_core.qwen.checkpoint import load_tokenizer
+from lora_core.analysis.resolution import preset_settings
 
 DEFAULT_SETTING = "max520"  # the run config's default max_dim
 MODES = [("last — the seed's rule: only the final answer", "last"), ("all — every assistant answer", "all")]
@@ -127,7 +127,7 @@ def store_source(ctx) -> Source | None:
         return None
     from authoring.export import store_samples
 
-    from lora_core.datasets import records_dataset
+    from lora_core.data.datasets import records_dataset
 
     samples = store_samples(store)
     dataset = records_dataset(samples, store_root(store), "annotation store", "annotation store")
@@ -344,7 +344,7 @@ def positive_length(value) -> int:
 
 def inspect_source(ctx, source: Source, index: int, mode: str, max_length, setting_key: str, width, height,
                    compare_mode: str | None = None) -> Inspection:
-    """One sample of a source through lora_core.masking; raises ValueError with a sentence."""
+    """One sample of a source through lora_core.analysis.masking; raises ValueError with a sentence."""
     info = ctx.model_info()
     sample = source.dataset.sample(int(index))
     return inspect_sample(sample, load_tokenizer(str(info.path)), image_settings(ctx, setting_key), info.chat_template,

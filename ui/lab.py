@@ -9,9 +9,9 @@ from pathlib import Path
 import gradio as gr
 from gradio.data_classes import FileData
 
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
-from lora_core.resolution import (
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
+from lora_core.analysis.resolution import (
     DEFAULT_MAX_LENGTH,
     TEXT_CLEAR_PX,
     TEXT_READABLE_PX,

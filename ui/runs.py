@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from lora_core.run_config import (
+from lora_core.training.config import (
     FIELDS,
     PRESETS,
     REPORTERS,
@@ -26,7 +26,8 @@ from lora_core.run_config import (
     uses_vision_lora,
     with_vision_lora,
 )
-from lora_core.runs import RunError, explain_log
+from lora_core.training.log_diagnosis import explain_log
+from lora_core.training.registry import RunError
 
 REFRESH_SECONDS = 2.0
 MAX_COMPARE = 4
@@ -275,7 +276,7 @@ def status_html(summary, status: dict) -> str:
 
 
 def coverage_html(report) -> str:
-    from lora_core.coverage import GROUPS
+    from lora_core.analysis.coverage import GROUPS
 
     errors = "".join(f'<div class="coverage-error" data-field="coverage-error">{esc(e)}</div>' for e in report.errors)
     head = "".join(f"<th>{esc(g)}</th>" for g in GROUPS)
@@ -302,7 +303,7 @@ def coverage_html(report) -> str:
 
 
 def curve_series(run_id: str, label: str, color: str, metrics: list[dict], until: float | None = None) -> list[dict]:
-    from lora_core.curves import curves_from_metrics
+    from lora_core.analysis.curves import curves_from_metrics
 
     if until is not None:
         metrics = [m for m in metrics if m.get("time", 0) <= until]
@@ -314,7 +315,7 @@ def curve_series(run_id: str, label: str, color: str, metrics: list[dict], until
 
 def run_detail(ctx, run_id: str | None):
     """status, curve, diagnosis + evaluation, log — for the selected run."""
-    from lora_core.curves import diagnose, resolution_flag
+    from lora_core.analysis.curves import diagnose, resolution_flag
 
     if not run_id:
         return ("<div class=\"runs-note\">Select a run.</div>", svg_plot([]), "", log_html([]))
@@ -356,7 +357,7 @@ def run_choices(ctx) -> list[tuple[str, str]]:
 
 def compare_tables(ctx, run_ids: list[str], diff_only: bool):
     """config table, metrics table, diagnoses — for 2–4 runs."""
-    from lora_core.curves import diagnose, resolution_flag
+    from lora_core.analysis.curves import diagnose, resolution_flag
 
     run_ids = [r for r in (run_ids or [])][:MAX_COMPARE]
     if not run_ids:
@@ -436,7 +437,7 @@ def compare_curves(ctx, run_ids: list[str], replay_started: float | None = None)
 
 def compare_gallery(ctx, run_ids: list[str], limit: int = 6):
     """The same validation screenshots with each run's predicted click (numbered rings) and the truth (green)."""
-    from lora_core.evaluate import draw_predictions
+    from lora_core.training.evaluate import draw_predictions
 
     run_ids = (run_ids or [])[:MAX_COMPARE]
     predictions = {}
@@ -620,7 +621,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
             return gr.skip()
 
     def check_coverage(unknown, *values):
-        from lora_core.coverage import CoverageError, coverage_for_config
+        from lora_core.analysis.coverage import CoverageError, coverage_for_config
 
         try:
             config = config_from_form(list(values), unknown)
@@ -745,7 +746,7 @@ class LaunchRefused(RunError):
 
 def launch_checked(ctx, config: RunConfig, name: str | None, data_file: Path | None, request=None):
     """Every check before a launch (login in an exposed demo, CUDA, data, LoRA coverage), then the launch."""
-    from lora_core.coverage import coverage_for_config
+    from lora_core.analysis.coverage import coverage_for_config
 
     refusal = launch_refusal(ctx, request)
     if refusal:
@@ -764,7 +765,7 @@ def launch_checked(ctx, config: RunConfig, name: str | None, data_file: Path | N
 
 def api_functions(ctx):
     """Named HTTP endpoints (gradio_client, scripts): list runs, read one, launch from YAML."""
-    from lora_core.curves import diagnose
+    from lora_core.analysis.curves import diagnose
 
     def runs_list() -> list[dict]:
         """Every run, newest first: run_id, name, state, step, max_steps, last loss, last eval loss, failure reason."""
@@ -802,7 +803,7 @@ def preset_text(key: str) -> str:
 
 
 def model_path_for(ctx, config: RunConfig):
-    from lora_core.model import resolve_model_path
+    from lora_core.qwen.checkpoint import resolve_model_path
 
     if config.model in (None, "", "embedded"):
         return ctx.model_info().path if ctx.model_arg == "embedded" else resolve_model_path("embedded", ctx.workspace)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_core.geometry import ImageSettings, geometry
-from lora_core.resolution import element_report
+from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.analysis.resolution import element_report
 
 
 

@@ -7,12 +7,11 @@ export convention; steps carry abs-original pixels.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
-from .agent import format_answer, map_points
-from .coords import as_int_point, from_original
-from .geometry import ImageSettings, geometry
+from lora_core.data.agent import format_answer, map_points
+from lora_core.data.coords import Frame, OriginalFrame, as_int_point, from_original
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a GUI agent. You are given a task and your action history, with screenshots. "
@@ -39,11 +38,12 @@ class SliceOptions:
     max_images: int = 1  # the seed's max_images_per_sample
     coordinate_space: str = "norm1000"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    image_settings: ImageSettings = field(default_factory=ImageSettings)  # for abs-resized exports
+    frame_of: Callable[[int, int], Frame] | None = None  # the encoder's geometry: needed for abs-resized
 
 
 def step_answer(step: SliceStep, options: SliceOptions) -> str:
-    geom = geometry(step.width, step.height, options.image_settings)
+    frame_of = options.frame_of or OriginalFrame
+    geom = frame_of(step.width, step.height)
 
     def convert(x, y):
         point = from_original(x, y, options.coordinate_space, geom)

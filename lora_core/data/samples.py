@@ -1,7 +1,7 @@
 """Reading chat samples in the forms people have: native/seed, MAI-UI, LLaMA-Factory and ms-swift.
 
-Everything becomes a `ChatSample`: messages whose content is a string or a list of text and image
-items, plus the image files in order of appearance.
+Everything becomes a `Sample`, the one sample type: messages whose content is a string or a list of text
+and image items, the image files in order of appearance, and where the sample came from.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .images import ImageInputError, read_image_size, safe_resolve
+from lora_core.data.images import ImageInputError, read_image_size, safe_resolve
 
 ROLES = ("system", "user", "assistant", "tool")
 IMAGE_PLACEHOLDER = "<image>"
@@ -22,10 +22,20 @@ class SampleFormatError(ValueError):
 
 
 @dataclass
-class ChatSample:
+class Sample:
+    """The unit that is encoded, trained and exported: every reader, the store and the demo produce it."""
+
     messages: list[dict]
     images: list[Path | None] = field(default_factory=list)  # None: an inline image with no file (e.g. MAI-UI's [IMAGE_DATA])
     source_format: str = "native"
+    id: str | None = None
+    source: str | None = None  # trajectory id: train and validation are split by it
+    metadata: dict = field(default_factory=dict)
+    where: str = "the sample"  # names it in error messages: "data.jsonl, line 12"
+
+    @property
+    def trajectory(self) -> str:
+        return self.source or self.id or self.where
 
     def image_sizes(self, placeholder_size: tuple[int, int] | None = None) -> list[tuple[int, int]]:
         sizes = []
@@ -64,8 +74,8 @@ def split_placeholders(text: str) -> list[dict]:
     return items
 
 
-def normalize_record(record: dict, base_dir: Path, where: str = "the sample") -> ChatSample:
-    """Turn one record into a ChatSample; images resolve inside base_dir."""
+def normalize_record(record: dict, base_dir: Path, where: str = "the sample") -> Sample:
+    """Turn one record into a Sample; images resolve inside base_dir."""
     if not isinstance(record, dict) or not isinstance(record.get("messages"), list) or not record["messages"]:
         raise SampleFormatError(f"{where} has no non-empty 'messages' list.")
     listed_images = record.get("images")
@@ -127,10 +137,14 @@ def normalize_record(record: dict, base_dir: Path, where: str = "the sample") ->
             images.append(safe_resolve(base_dir, reference))
         except ImageInputError as error:
             raise SampleFormatError(f"{where}: {error}") from None
-    return ChatSample(messages, images, source_format)
+    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    sample_id = record.get("id") if isinstance(record.get("id"), (str, int)) else None
+    sample_id = str(sample_id) if sample_id is not None else None
+    source = metadata.get("source")
+    return Sample(messages, images, source_format, sample_id, str(source) if source else sample_id, metadata, where)
 
 
-def load_sample_file(path: Path) -> ChatSample:
+def load_sample_file(path: Path) -> Sample:
     """A single sample file: `{"messages": [...]}` (optionally with `images`) or a bare message list."""
     path = Path(path)
     try:

@@ -1,7 +1,7 @@
 """The Resolution Lab's analysis: what a screenshot costs and loses under each ImageSettings.
 
-Pure functions over sizes and boxes, plus PIL rendering of "the image as the model sees it".
-All numbers come from `geometry()`.
+Pure functions over sizes and boxes, plus drawing "the image as the model sees it" (the encoder's
+processor pixels) with its grids. Every number comes from a recipe's geometry.
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from .coords import CoordSpace, quantization_error, token_cell_error
-from .geometry import Geometry, ImageSettings, geometry
+from lora_core.data.coords import CoordSpace, quantization_error, token_cell_error
+from lora_core.qwen.geometry import Geometry, ImageSettings
+from lora_core.qwen.recipes import NativeRecipe, Recipe
 
 DEFAULT_MAX_LENGTH = 6200  # the seed's training.sft.max_length
 OFFICIAL_FT_MAX_PIXELS = 28 * 28 * 576  # Qwen3-VL's official fine-tuning default
@@ -27,21 +28,30 @@ BLURRY_BELOW_CELLS = 4
 
 @dataclass(frozen=True)
 class NamedSetting:
+    """One column of the Lab: a label and the recipe that sizes the image."""
+
     key: str
     label: str
-    settings: ImageSettings
+    recipe: Recipe
+
+    @property
+    def settings(self) -> ImageSettings:
+        return self.recipe.image_settings
+
+    def geometry(self, width: int, height: int) -> Geometry:
+        return self.recipe.geometry(width, height)
 
 
-def preset_settings(model_settings: ImageSettings) -> list[NamedSetting]:
-    """The Lab's presets, each on top of the model's own processor budget."""
+def preset_settings(checkpoint: ImageSettings) -> list[NamedSetting]:
+    """The Lab's presets under the native recipe, each on top of the checkpoint's own processor budget."""
+    checkpoint = checkpoint.with_(max_dim=None)
     return [
-        NamedSetting("max520", "max side 520", model_settings.with_(max_dim=520)),
-        NamedSetting("max768", "max side 768", model_settings.with_(max_dim=768)),
-        NamedSetting("max1024", "max side 1024", model_settings.with_(max_dim=1024)),
-        NamedSetting(
-            "official", "official FT budget (max_pixels 28·28·576)", model_settings.with_(max_pixels=OFFICIAL_FT_MAX_PIXELS)
-        ),
-        NamedSetting("model", "model default", model_settings),
+        NamedSetting("max520", "max side 520", NativeRecipe(checkpoint, max_dim=520)),
+        NamedSetting("max768", "max side 768", NativeRecipe(checkpoint, max_dim=768)),
+        NamedSetting("max1024", "max side 1024", NativeRecipe(checkpoint, max_dim=1024)),
+        NamedSetting("official", "official FT budget (max_pixels 28·28·576)",
+                     NativeRecipe(checkpoint, max_pixels=OFFICIAL_FT_MAX_PIXELS)),
+        NamedSetting("model", "model default", NativeRecipe(checkpoint)),
     ]
 
 
@@ -135,7 +145,7 @@ def analyse(
     reports = []
     for named in settings:
         try:
-            geom = geometry(width, height, named.settings)
+            geom = named.geometry(width, height)
         except ValueError as error:
             reports.append(SettingReport(named, None, str(error), None, None, None))
             continue
@@ -160,16 +170,8 @@ BOX_COLOUR = (255, 200, 0, 255)
 POINT_COLOUR = (0, 230, 90, 255)
 
 
-def model_view(image: Image.Image, geom: Geometry) -> Image.Image:
-    """The pixels the vision tower gets: the optional max_dim pre-resize, then the processor's resize."""
-    view = image
-    if (geom.pre_width, geom.pre_height) != (geom.width, geom.height):
-        view = view.resize((geom.pre_width, geom.pre_height), Image.Resampling.BICUBIC)
-    return view.resize((geom.resized_width, geom.resized_height), Image.Resampling.BICUBIC)
-
-
 def render_model_view(
-    image: Image.Image,
+    view: Image.Image,
     geom: Geometry,
     display_height: int = 960,
     show_patches: bool = True,
@@ -177,8 +179,8 @@ def render_model_view(
     box: Sequence[float] | None = None,
     point: tuple[float, float] | None = None,
 ) -> Image.Image:
-    """The model's view enlarged without smoothing (so lost detail stays visible), with its grids."""
-    view = model_view(image, geom)
+    """The model's view (`Encoder.model_view`) enlarged without smoothing, so lost detail stays visible,
+    with its patch and token grids."""
     zoom = display_height / geom.resized_height
     display = view.resize(
         (max(1, round(geom.resized_width * zoom)), display_height),
@@ -250,7 +252,7 @@ def tokens_per_setting(sizes: Sequence[tuple[int, int]], settings: Sequence[Name
         counts = []
         for width, height in sizes:
             try:
-                counts.append(geometry(width, height, named.settings).visual_tokens)
+                counts.append(named.geometry(width, height).visual_tokens)
             except ValueError:
                 continue
         result[named.key] = counts
@@ -258,12 +260,12 @@ def tokens_per_setting(sizes: Sequence[tuple[int, int]], settings: Sequence[Name
 
 
 def targets_under_one_cell(
-    targets: Sequence[tuple[str, str, tuple[int, int], Sequence[float]]], settings: ImageSettings
+    targets: Sequence[tuple[str, str, tuple[int, int], Sequence[float]]], setting: NamedSetting
 ) -> list[SmallTarget]:
-    """Targets (name, label, (width, height), box) smaller than one visual-token cell at `settings`."""
+    """Targets (name, label, (width, height), box) smaller than one visual-token cell under `setting`."""
     small = []
     for name, label, (width, height), box in targets:
-        report = element_report(geometry(width, height, settings), box)
+        report = element_report(setting.geometry(width, height), box)
         if report.cells < LOST_BELOW_CELLS:
             small.append(SmallTarget(name, label, normalize_box(box), report.cells))
     return small

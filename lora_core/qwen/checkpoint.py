@@ -14,12 +14,31 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .chat import QWEN3VL_CHAT_TEMPLATE
-from .geometry import QWEN3VL_MAX_PIXELS, QWEN3VL_MIN_PIXELS, ImageSettings
+from lora_core.qwen.chat import QWEN3VL_CHAT_TEMPLATE
+from lora_core.qwen.geometry import QWEN3VL_MAX_PIXELS, QWEN3VL_MIN_PIXELS, ImageSettings
+from lora_core.qwen.special_tokens import read_special_tokens
 
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_FOLDER = "models/tiny-qwen3vl"
 EMBEDDED_SEED = 0
+# 2: a standard Qwen3-VL folder (processor_class Qwen3VLProcessor, a video processor config), so peers load it
+EMBEDDED_VERSION = 2
+STANDARD_PROCESSOR_CLASS = "Qwen3VLProcessor"
+# Qwen3-VL's own video processor defaults: written so AutoProcessor (with torchvision) builds a Qwen3VLProcessor
+QWEN3VL_VIDEO_PROCESSOR_CONFIG = {
+    "video_processor_type": "Qwen3VLVideoProcessor",
+    "processor_class": STANDARD_PROCESSOR_CLASS,
+    "size": {"shortest_edge": 4096, "longest_edge": 25165824},
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+    "fps": 2,
+    "min_frames": 4,
+    "max_frames": 768,
+    "do_sample_frames": True,
+}
 
 
 def qwen_tokenizer_files() -> Path:
@@ -121,18 +140,20 @@ def build_embedded_checkpoint(folder: Path) -> Path:
     try:
         torch.manual_seed(EMBEDDED_SEED)
         model = Qwen3VLForConditionalGeneration(tiny_qwen3vl_config())
-        model.generation_config.pad_token_id = 151643
-        model.generation_config.eos_token_id = [151645, 151643]
-        model.save_pretrained(staging)
         tokenizer = AutoTokenizer.from_pretrained(qwen_tokenizer_files())
         tokenizer.chat_template = QWEN3VL_CHAT_TEMPLATE
+        special = read_special_tokens(tokenizer)
+        model.generation_config.pad_token_id = special.pad
+        model.generation_config.eos_token_id = [special.im_end, special.endoftext]
+        model.save_pretrained(staging)
         processor = image_only_processor_class()(
             image_processor=qwen3vl_image_processor(), tokenizer=tokenizer, chat_template=QWEN3VL_CHAT_TEMPLATE
         )
         processor.save_pretrained(staging)
-        (staging / "EMBEDDED.json").write_text(
-            json.dumps({"name": "tiny Qwen3-VL (embedded, random weights)", "seed": EMBEDDED_SEED}, indent=2)
-        )
+        write_standard_processor_files(staging)
+        (staging / "EMBEDDED.json").write_text(json.dumps({
+            "name": "tiny Qwen3-VL (embedded, random weights)", "seed": EMBEDDED_SEED, "version": EMBEDDED_VERSION,
+        }, indent=2))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -142,8 +163,31 @@ def build_embedded_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def write_standard_processor_files(folder: Path) -> None:
+    """Name the standard Qwen3VLProcessor wherever a processor class is named, and add the video processor
+    config: what LLaMA-Factory, ms-swift and AutoProcessor (with torchvision) need to load the folder."""
+    folder = Path(folder)
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        path = folder / name
+        if path.exists():
+            config = read_json(path)
+            if "processor_class" in config or name == "processor_config.json":
+                config["processor_class"] = STANDARD_PROCESSOR_CLASS
+            for nested in ("image_processor", "video_processor"):
+                if isinstance(config.get(nested), dict) and "processor_class" in config[nested]:
+                    config[nested]["processor_class"] = STANDARD_PROCESSOR_CLASS
+            path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(QWEN3VL_VIDEO_PROCESSOR_CONFIG, indent=2) + "\n")
+
+
 def embedded_checkpoint_ready(folder: Path) -> bool:
-    return all((Path(folder) / name).exists() for name in ("EMBEDDED.json", "model.safetensors", "tokenizer.json"))
+    folder = Path(folder)
+    if not all((folder / name).exists() for name in ("EMBEDDED.json", "model.safetensors", "tokenizer.json")):
+        return False
+    try:
+        return json.loads((folder / "EMBEDDED.json").read_text()).get("version") == EMBEDDED_VERSION
+    except (OSError, ValueError):
+        return False
 
 
 def ensure_embedded_checkpoint(workspace: Path) -> Path:
@@ -245,19 +289,22 @@ def load_tokenizer(folder: str):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def load_processor(folder: Path):
-    """The checkpoint's processor: its tokenizer, its image processor (PIL backend) and its template."""
-    folder = Path(folder)
-    processor_class = image_only_processor_class()
+def image_processor_from_config(config: dict):
+    """The checkpoint's image processor, built from its config with transformers' PIL backend (no torchvision)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-    image_processor = Qwen2VLImageProcessorPil(**{
-        key: value
-        for key, value in image_processor_config(folder).items()
+    return Qwen2VLImageProcessorPil(**{
+        key: value for key, value in config.items()
         if key not in ("image_processor_type", "processor_class", "auto_map")
     })
-    return processor_class(
-        image_processor=image_processor, tokenizer=load_tokenizer(str(folder)), chat_template=read_chat_template(folder)
+
+
+def load_processor(folder: Path):
+    """The checkpoint's processor (tokenizer, PIL image processor, template), without a video processor."""
+    folder = Path(folder)
+    return image_only_processor_class()(
+        image_processor=image_processor_from_config(image_processor_config(folder)),
+        tokenizer=load_tokenizer(str(folder)), chat_template=read_chat_template(folder),
     )
 
 

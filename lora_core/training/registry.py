@@ -1,14 +1,11 @@
-"""Run registry and launcher: each run is a folder and a process, keyed by run id.
+"""Run registry and launcher: each run is a folder (run_folder.py) and a process, keyed by run id.
 
-The folder (DESIGN.md) holds config.yaml, status.json, metrics.jsonl, train.log, checkpoint-N/, adapter/,
-predictions.jsonl and eval.json. The trainer writes them; everything else only reads them, so a browser
-reload or an app restart finds every run again. A process is started without a shell and in its own
-session; stop asks it (SIGTERM and a STOP file) to save a checkpoint and end, kill ends it at once.
-This module imports nothing heavy: the app imports it at start.
+A process is started without a shell and in its own session; stop asks it (SIGTERM and a STOP file)
+to save a checkpoint and end, kill ends it at once. Why a run failed is read from its train.log
+(log_diagnosis.py). This module imports nothing heavy: the app imports it at start.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,8 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FAILURE_REASONS = ("out of memory", "no CUDA", "bad data", "bad config", "killed", "error")
+from lora_core.training.log_diagnosis import classify_failure
+from lora_core.training.run_folder import RunFolder
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: run processes start there
 RUNNING_STATES = ("queued", "starting", "loading", "training", "stopping", "evaluating")
 FINAL_STATES = ("finished", "stopped", "failed")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -30,220 +29,6 @@ DEMO_MAX_STEPS = 60
 
 class RunError(ValueError):
     """A request about runs that cannot be done; the message says why."""
-
-
-def write_json_atomic(path: Path, data) -> None:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
-METRICS_CACHE: dict[Path, tuple[tuple[int, int], list[dict]]] = {}
-
-
-class RunFolder:
-    """The files of one run; the trainer writes them, the app reads them."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    @property
-    def run_id(self) -> str:
-        return self.path.name
-
-    config_path = property(lambda self: self.path / "config.yaml")
-    status_path = property(lambda self: self.path / "status.json")
-    metrics_path = property(lambda self: self.path / "metrics.jsonl")
-    log_path = property(lambda self: self.path / "train.log")
-    adapter_path = property(lambda self: self.path / "adapter")
-    predictions_path = property(lambda self: self.path / "predictions.jsonl")
-    eval_path = property(lambda self: self.path / "eval.json")
-    stop_path = property(lambda self: self.path / "STOP")
-
-    def read_status(self) -> dict:
-        status = read_json(self.status_path, {})
-        return status if isinstance(status, dict) else {}
-
-    def update_status(self, **fields) -> dict:
-        status = self.read_status()
-        status.update(fields)
-        status["updated_at"] = time.time()
-        write_json_atomic(self.status_path, status)
-        return status
-
-    def append_metric(self, record: dict) -> None:
-        with self.metrics_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def read_metrics(self) -> list[dict]:
-        """Every complete record of metrics.jsonl (re-read only when the file changed: the UI polls it)."""
-        try:
-            stat = self.metrics_path.stat()
-        except OSError:
-            return []
-        key = (stat.st_mtime_ns, stat.st_size)
-        cached = METRICS_CACHE.get(self.metrics_path)
-        if cached is not None and cached[0] == key:
-            return list(cached[1])
-        records = []
-        try:
-            lines = self.metrics_path.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            return records
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line being written right now
-            if isinstance(record, dict):
-                records.append(record)
-        if len(METRICS_CACHE) > 256:
-            METRICS_CACHE.clear()
-        METRICS_CACHE[self.metrics_path] = (key, records)
-        return list(records)
-
-    def last_eval_loss(self) -> float | None:
-        losses = [r["eval_loss"] for r in self.read_metrics() if isinstance(r.get("eval_loss"), (int, float))]
-        return losses[-1] if losses else None
-
-    def log_tail(self, lines: int = 40) -> list[str]:
-        try:
-            with self.log_path.open("rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                size = handle.tell()
-                handle.seek(max(0, size - 64 * 1024))
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            return []
-        return text.splitlines()[-lines:]
-
-    def stop_requested(self) -> bool:
-        return self.stop_path.exists()
-
-    def request_stop(self) -> None:
-        self.stop_path.write_text(str(time.time()))
-
-    def read_eval(self) -> dict | None:
-        data = read_json(self.eval_path)
-        return data if isinstance(data, dict) else None
-
-    def read_predictions(self) -> list[dict]:
-        rows = []
-        try:
-            for line in self.predictions_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue
-        except OSError:
-            pass
-        return rows
-
-    def load_config(self):
-        from .run_config import load_config
-
-        return load_config(self.config_path).config
-
-
-# ----------------------------------------------------------------- the seed's §1 warnings, explained
-
-
-@dataclass(frozen=True)
-class KnownWarning:
-    pattern: str
-    title: str
-    explanation: str
-    source: str = "seed §1"
-
-
-KNOWN_WARNINGS = [
-    KnownWarning(r"tokenizer.*deprecated|deprecated.*\btokenizer\b|processing_class",
-                 "tokenizer is deprecated",
-                 "Trainer's `tokenizer` argument was renamed `processing_class` in transformers 5. Harmless now; "
-                 "code that passes `tokenizer=` must change when it upgrades."),
-    KnownWarning(r"kernel version .*below|below the recommended minimum",
-                 "old Linux kernel",
-                 "The Linux kernel is older than PyTorch recommends (CentOS 7 ships 3.10). Training usually works; "
-                 "in rare cases a process can hang."),
-    KnownWarning(r"already (on|dispatched on) multiple devices|model is already on multiple devices",
-                 "model already on multiple devices",
-                 "The model was spread over several GPUs when it loaded, so the Trainer does not move it again. "
-                 "Expected with several GPUs."),
-    KnownWarning(r"new PAD/BOS/EOS tokens|PAD/BOS/EOS tokens that differ",
-                 "tokenizer has new PAD/BOS/EOS tokens",
-                 "The tokenizer's special tokens differ from the model config; transformers aligned the config to "
-                 "the tokenizer. Qwen uses ChatML (<|im_start|>/<|im_end|>) and has no BOS token, so "
-                 "`bos_token_id: None` is correct (seed §1.1). Nothing to do."),
-    KnownWarning(r"use_cache=True.*incompatible with gradient checkpointing|use_cache.*checkpointing",
-                 "use_cache=True incompatible with gradient checkpointing",
-                 "Gradient checkpointing recomputes activations, which cannot coexist with the KV cache, so the "
-                 "cache is switched off for training. Expected; generation after training uses the cache again."),
-    KnownWarning(r"gemm_4bit_forward from kernels-community|pip install kernels",
-                 "bitsandbytes: kernels package missing",
-                 "bitsandbytes looks for optional CPU 4-bit kernels from a hub package; it is deliberately not "
-                 "installed (it would download kernels). Harmless: 4-bit training runs on CUDA only here.",
-                 "ours"),
-    KnownWarning(r"`gradient_checkpointing` is deprecated|is_gradient_checkpointing` is deprecated",
-                 "gradient_checkpointing renamed",
-                 "transformers 5 calls the flag `activation_checkpointing`; the old name still works until v6. "
-                 "The seed's YAML key `gradient_checkpointing` is translated for you.",
-                 "ours"),
-]
-
-
-def explain_line(line: str) -> KnownWarning | None:
-    for known in KNOWN_WARNINGS:
-        if re.search(known.pattern, line, re.I):
-            return known
-    return None
-
-
-def explain_log(lines: list[str]) -> list[tuple[str, KnownWarning | None]]:
-    return [(line, explain_line(line)) for line in lines]
-
-
-def recognised_warnings(lines: list[str]) -> list[KnownWarning]:
-    seen = []
-    for _, known in explain_log(lines):
-        if known is not None and known not in seen:
-            seen.append(known)
-    return seen
-
-
-# ----------------------------------------------------------------- failures
-
-
-def classify_failure(returncode: int | None, log_lines: list[str]) -> tuple[str, str]:
-    """Why a process ended without recording a result: (reason, sentence)."""
-    text = "\n".join(log_lines)
-    last = next((line for line in reversed(log_lines) if line.strip()), "")
-    recorded = re.search(r"RUN FAILED \(([^)]*)\): (.*)", text)
-    if recorded and recorded.group(1) in FAILURE_REASONS:
-        return recorded.group(1), recorded.group(2)
-    if re.search(r"out of memory|OutOfMemoryError|MemoryError", text, re.I):
-        return "out of memory", f"The run ran out of memory: {last.strip()[:300]}"
-    if re.search(r"no CUDA|CUDA (is )?not available|Torch not compiled with CUDA|no NVIDIA driver", text, re.I):
-        return "no CUDA", f"The run needs a CUDA GPU and found none: {last.strip()[:300]}"
-    if returncode is not None and returncode in (-signal.SIGKILL, 128 + signal.SIGKILL):
-        return "killed", ("The process was killed (SIGKILL): by a user, or by the system when memory ran out. "
-                          "No checkpoint was written after the last save.")
-    if returncode is not None and returncode < 0:
-        return "killed", f"The process was ended by signal {-returncode} before it recorded a result."
-    if returncode is None:
-        return "killed", ("The process is gone without recording a result (killed, or the machine restarted). "
-                          "Checkpoints already saved are kept.")
-    return "error", f"The process exited with status {returncode}: {last.strip()[:300]}"
-
-
-# ----------------------------------------------------------------- the manager
 
 
 @dataclass
@@ -329,7 +114,7 @@ class RunManager:
 
     def create(self, config, name: str | None = None) -> RunFolder:
         """A new run folder holding the config (demo mode: embedded model, capped steps, no paths)."""
-        from .run_config import dump_yaml
+        from lora_core.training.config import dump_yaml
 
         config = self.demo_limited(config) if self.demo else config.copy()
         if name:
@@ -357,7 +142,7 @@ class RunManager:
 
     def preflight(self, config, data_path: Path | None = None) -> list[str]:
         """Sentences saying why this config cannot launch here (empty when it can)."""
-        from .run_config import launch_problems
+        from lora_core.training.config import launch_problems
 
         problems = launch_problems(config, cuda_available())
         if data_path is not None and self.demo:

@@ -7,9 +7,40 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
-from .geometry import Geometry
+
+class Frame(Protocol):
+    """A screenshot and the size the model sees it at (a `Geometry` from the encoder)."""
+
+    width: int
+    height: int
+    resized_width: int
+    resized_height: int
+
+    @property
+    def scale_x(self) -> float: ...
+
+    @property
+    def scale_y(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class OriginalFrame:
+    """A screenshot taken as it is: enough for every space but abs-resized."""
+
+    width: int
+    height: int
+
+    @property
+    def resized_width(self) -> int:
+        raise ValueError("abs-resized coordinates need the model's resized size; give the encoder's geometry.")
+
+    resized_height = resized_width
+    scale_x = resized_width
+    scale_y = resized_width
 
 
 class CoordSpace(str, Enum):
@@ -30,7 +61,7 @@ def parse_space(name: str | CoordSpace) -> CoordSpace:
         raise ValueError(f"Unknown coordinate convention {name!r}; use one of: {known}.") from None
 
 
-def space_extent(space: CoordSpace, geom: Geometry) -> tuple[float, float]:
+def space_extent(space: CoordSpace, geom: Frame) -> tuple[float, float]:
     """The largest valid x and y in a space."""
     if space is CoordSpace.ABS_ORIGINAL:
         return geom.width, geom.height
@@ -40,7 +71,7 @@ def space_extent(space: CoordSpace, geom: Geometry) -> tuple[float, float]:
     return scale, scale
 
 
-def check_in_range(x: float, y: float, space: CoordSpace, geom: Geometry) -> None:
+def check_in_range(x: float, y: float, space: CoordSpace, geom: Frame) -> None:
     if isinstance(x, bool) or isinstance(y, bool) or not all(isinstance(v, (int, float)) for v in (x, y)):
         raise ValueError(f"A coordinate must be two numbers, got [{x!r}, {y!r}].")
     max_x, max_y = space_extent(space, geom)
@@ -51,7 +82,7 @@ def check_in_range(x: float, y: float, space: CoordSpace, geom: Geometry) -> Non
         )
 
 
-def to_original(x: float, y: float, space: CoordSpace | str, geom: Geometry) -> tuple[float, float]:
+def to_original(x: float, y: float, space: CoordSpace | str, geom: Frame) -> tuple[float, float]:
     space = parse_space(space)
     check_in_range(x, y, space, geom)
     if space is CoordSpace.ABS_ORIGINAL:
@@ -62,7 +93,7 @@ def to_original(x: float, y: float, space: CoordSpace | str, geom: Geometry) -> 
     return x * geom.width / scale, y * geom.height / scale
 
 
-def from_original(x: float, y: float, space: CoordSpace | str, geom: Geometry) -> tuple[float, float]:
+def from_original(x: float, y: float, space: CoordSpace | str, geom: Frame) -> tuple[float, float]:
     space = parse_space(space)
     check_in_range(x, y, CoordSpace.ABS_ORIGINAL, geom)
     if space is CoordSpace.ABS_ORIGINAL:
@@ -73,19 +104,19 @@ def from_original(x: float, y: float, space: CoordSpace | str, geom: Geometry) -
     return x * scale / geom.width, y * scale / geom.height
 
 
-def convert_point(x: float, y: float, src: CoordSpace | str, dst: CoordSpace | str, geom: Geometry) -> tuple[float, float]:
+def convert_point(x: float, y: float, src: CoordSpace | str, dst: CoordSpace | str, geom: Frame) -> tuple[float, float]:
     ox, oy = to_original(x, y, src, geom)
     return from_original(ox, oy, dst, geom)
 
 
-def as_int_point(point: tuple[float, float], space: CoordSpace | str, geom: Geometry) -> list[int]:
+def as_int_point(point: tuple[float, float], space: CoordSpace | str, geom: Frame) -> list[int]:
     """Round for export, clamped to the space's valid range."""
     max_x, max_y = space_extent(parse_space(space), geom)
     x, y = point
     return [int(min(max(round(x), 0), max_x)), int(min(max(round(y), 0), max_y))]
 
 
-def token_cell_error(geom: Geometry) -> tuple[float, float]:
+def token_cell_error(geom: Frame) -> tuple[float, float]:
     """Worst-case error in original pixels of a point known only to its visual-token cell.
 
     A point anywhere in a cell is best answered by the cell's centre; the worst case is half a cell
@@ -95,7 +126,7 @@ def token_cell_error(geom: Geometry) -> tuple[float, float]:
     return cell_w / 2, cell_h / 2
 
 
-def quantization_error(space: CoordSpace | str, geom: Geometry) -> tuple[float, float]:
+def quantization_error(space: CoordSpace | str, geom: Frame) -> tuple[float, float]:
     """Worst-case error in original pixels from writing a point as integers in `space`."""
     space = parse_space(space)
     if space is CoordSpace.ABS_ORIGINAL:

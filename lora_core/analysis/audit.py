@@ -2,8 +2,8 @@
 that train on nothing, targets the cut removes, cuts through image pads, pitfalls.
 
 Each distinct sample is rendered once (tokenizing is the cost); image sizes come from file headers,
-read once per file; the image-token cost of other image settings is computed from those sizes
-with `geometry()` instead of re-rendering, since only the pad counts change. No gradio here; the
+read once per file; the image-token cost of other settings and recipes is computed from those sizes
+with their encoders' geometry instead of re-rendering, since only the pad counts change. No gradio here; the
 tab passes a progress callback. `python -m lora_core audit DATASET` is registered from here.
 """
 from __future__ import annotations
@@ -14,20 +14,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .chat import LabelMode, parse_label_mode, render_chat
-from .datasets import Dataset, read_dataset
-from .geometry import ImageSettings, geometry
-from .images import read_image_size
-from .masking import (
+from lora_core.analysis.masking import (
     DEFAULT_MAX_LENGTH,
-    DEFAULT_PLACEHOLDER_SIZE,
     ERROR,
     WARN,
     MaskAnalysis,
-    analyse_rendered,
+    analyse_encoded,
     check_message_texts,
 )
-from .resolution import NamedSetting, preset_settings
+from lora_core.analysis.resolution import NamedSetting, preset_settings
+from lora_core.data.datasets import Dataset, read_dataset
+from lora_core.data.images import read_image_size
+from lora_core.qwen.encoder import DEFAULT_PLACEHOLDER_SIZE, Encoder
 
 Progress = Callable[[int, int], None]
 
@@ -47,6 +45,7 @@ class AuditRow:
     trained_tokens: int = 0  # after the cut
     target_tokens: int = 0  # what the rule picks, before the cut
     truncated: bool = False
+    dropped: bool = False  # the recipe drops the row (ms-swift truncation_strategy delete)
     truncated_target: bool = False
     zero_trained: bool = False
     cut_inside_image: int | None = None  # 0-based image index
@@ -74,11 +73,15 @@ class AuditReport:
     rows: list[AuditRow]
     totals: dict
     by_setting: list[dict]
+    recipe: str = "native"
+    recipe_options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
             "dataset": self.dataset,
             "form": self.form,
+            "recipe": self.recipe,
+            "recipe_options": self.recipe_options,
             "mode": self.mode,
             "max_length": self.max_length,
             "settings": self.settings,
@@ -95,7 +98,8 @@ class AuditReport:
 def fill_row(row: AuditRow, analysis: MaskAnalysis) -> None:
     row.image_tokens = analysis.image_tokens
     row.length = len(analysis.ids)
-    row.kept_length = len(analysis.encoded.input_ids)
+    row.kept_length = len(analysis.encoded.input_ids or [])
+    row.dropped = analysis.encoded.dropped
     row.trained_tokens = analysis.trained_tokens
     row.target_tokens = analysis.target_tokens
     row.truncated = analysis.encoded.truncated
@@ -109,20 +113,16 @@ def fill_row(row: AuditRow, analysis: MaskAnalysis) -> None:
 
 def audit_dataset(
     dataset: Dataset,
-    tokenizer,
-    settings: ImageSettings,
-    chat_template: str | None,
-    mode: LabelMode | str = LabelMode.LAST,
-    max_length: int | None = DEFAULT_MAX_LENGTH,
+    encoder: Encoder,
     placeholder_size: tuple[int, int] | None = DEFAULT_PLACEHOLDER_SIZE,
     compare: list[NamedSetting] | None = None,
     progress: Progress | None = None,
 ) -> AuditReport:
-    """Audit every sample of `dataset`; `compare` settings (default: the Lab's presets) get image-token totals."""
-    mode = parse_label_mode(mode)
+    """Audit every sample of `dataset` under `encoder`'s recipe; `compare` settings (default: the Lab's
+    presets) get image-token totals."""
     if compare is None:
-        compare = [NamedSetting("current", f"this audit's setting ({settings.describe()})", settings),
-                   *preset_settings(settings.with_(max_dim=None))]
+        compare = [NamedSetting("current", f"this audit's setting ({encoder.recipe.describe()})", encoder.recipe),
+                   *preset_settings(encoder.checkpoint_settings)]
     size_of_file: dict[Path, tuple[int, int]] = {}
     tokens_of: dict[tuple, int] = {}
     seen: dict[str, AuditRow] = {}
@@ -151,15 +151,15 @@ def audit_dataset(
                 copy_results(seen[key], row)
             else:
                 check_message_texts(sample.messages)
-                rendered = render_chat(sample.messages, tokenizer, sizes, settings, chat_template)
-                fill_row(row, analyse_rendered(sample.messages, rendered, mode, max_length))
+                encoded = encoder.encode(sample, placeholder_size, sizes=sizes)
+                fill_row(row, analyse_encoded(encoded, encoder))
                 text_tokens = row.length - row.image_tokens
                 for named in compare:
                     pads = 0
                     for size in sizes:
-                        if (size, named.settings) not in tokens_of:
-                            tokens_of[(size, named.settings)] = geometry(*size, named.settings).visual_tokens
-                        pads += tokens_of[(size, named.settings)]
+                        if (size, named.key) not in tokens_of:
+                            tokens_of[(size, named.key)] = named.recipe.geometry(*size).visual_tokens
+                        pads += tokens_of[(size, named.key)]
                     row.image_tokens_by_setting[named.key] = pads
                     row.lengths_by_setting[named.key] = text_tokens + pads
                 seen[key] = row
@@ -172,12 +172,14 @@ def audit_dataset(
     return AuditReport(
         dataset=dataset.name,
         form=dataset.form,
-        mode=mode.value,
-        max_length=max_length,
-        settings=settings.describe(),
+        mode=encoder.recipe.label_mode.value,
+        max_length=encoder.max_length,
+        settings=encoder.settings.describe(),
         rows=rows,
-        totals=totals(rows, max_length, len(seen)),
-        by_setting=setting_totals(rows, compare, max_length),
+        totals=totals(rows, encoder.max_length, len(seen)),
+        by_setting=setting_totals(rows, compare, encoder.max_length),
+        recipe=encoder.recipe.name,
+        recipe_options=dict(encoder.recipe.options),
     )
 
 
@@ -222,6 +224,7 @@ def totals(rows: list[AuditRow], max_length: int | None, distinct: int) -> dict:
         "distinct": distinct,
         "zero_trained": sum(row.zero_trained for row in read),
         "truncated": sum(row.truncated for row in read),
+        "dropped": sum(row.dropped for row in read),
         "truncated_target": sum(row.truncated_target for row in read),
         "cut_inside_image": sum(row.cut_inside_image is not None for row in read),
         "trains_history_instead": sum(row.trains_history_instead for row in read),
@@ -269,16 +272,16 @@ def placeholder_size_arg(text: str) -> tuple[int, int]:
 
 
 def register(commands, add_image_options) -> None:
-    from .cli import positive_int
+    from lora_core.cli import positive_int
 
     audit = commands.add_parser(
         "audit", help="lengths, trained tokens, truncated targets and pitfalls of every sample in a dataset")
     audit.add_argument("dataset", type=Path,
                        help="DATASET.jsonl or .json (native, LLaMA-Factory / ms-swift, ShareGPT or a MAI-UI message "
                             "list; detected from the content); image paths relative to it")
-    audit.add_argument("--mode", choices=[mode.value for mode in LabelMode], default=LabelMode.LAST.value)
-    audit.add_argument("--max-length", type=positive_int, default=DEFAULT_MAX_LENGTH,
-                       help=f"cut each sample to this many tokens before labelling (default {DEFAULT_MAX_LENGTH})")
+    audit.add_argument("--mode", choices=["last", "all"], default=None, help="native recipe: label mode (last)")
+    audit.add_argument("--max-length", type=positive_int, default=None,
+                       help=f"native recipe: cut each sample here before labelling (default {DEFAULT_MAX_LENGTH})")
     audit.add_argument("--placeholder-size", type=placeholder_size_arg, default=DEFAULT_PLACEHOLDER_SIZE,
                        metavar="WxH", help="size of inline images with no file, e.g. MAI-UI's [IMAGE_DATA] "
                                            "(default 1080x2400)")
@@ -287,15 +290,11 @@ def register(commands, add_image_options) -> None:
 
 
 def run_audit(args) -> dict:
-    from .model import load_tokenizer, read_model_info, resolve_model_path
+    from lora_core.cli import encoder_from_args
 
     dataset = read_dataset(args.dataset)
-    info = read_model_info(resolve_model_path(args.model, args.workspace))
-    overrides = {name: getattr(args, name) for name in ("max_dim", "min_pixels", "max_pixels")
-                 if getattr(args, name) is not None}
-    settings = info.settings.with_(**overrides)
-    report = audit_dataset(dataset, load_tokenizer(str(info.path)), settings, info.chat_template, args.mode,
-                           args.max_length, args.placeholder_size)
+    encoder, model_name = encoder_from_args(args, native_defaults={"max_length": DEFAULT_MAX_LENGTH})
+    report = audit_dataset(dataset, encoder, args.placeholder_size)
     if report.totals["read"] == 0:
         raise ValueError(f"No sample of {dataset.name} could be read: {report.rows[0].error}")
-    return {"model": info.name, **report.as_dict()}
+    return {"model": model_name, **report.as_dict()}

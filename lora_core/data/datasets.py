@@ -6,7 +6,7 @@ from the content:
 - a JSON list of records (LLaMA-Factory's `mllm_demo.json`), or of message lists;
 - one record (`{"messages": [...]}`) or one bare message list (a MAI-UI message list).
 ShareGPT records (`conversations` with `from`/`value`) are turned into `messages`. Each record becomes
-a `ChatSample` only when asked, so one bad record never hides the others; its error names its line
+a `Sample` only when asked, so one bad record never hides the others; its error names its line
 or its position.
 
 Other sources (the demo trajectories, an annotation store) plug in with `records_dataset`.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .samples import ChatSample, SampleFormatError, normalize_record
+from lora_core.data.samples import Sample, SampleFormatError, normalize_record
 
 MAX_DATASET_BYTES = 512 * 1024 * 1024
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -63,14 +63,18 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def sample(self, index: int) -> ChatSample:
-        """The `index`-th record (0-based) as a ChatSample; raises SampleFormatError naming where it is."""
+    def sample(self, index: int) -> Sample:
+        """The `index`-th record (0-based) as a Sample; raises SampleFormatError naming where it is."""
         if not 0 <= index < len(self.entries):
             raise SampleFormatError(f"{self.name} has {len(self.entries)} sample(s); there is no sample {index + 1}.")
         entry = self.entries[index]
         if entry.error:
             raise SampleFormatError(f"{self.name}, {entry.where}: {entry.error}")
-        return normalize_record(entry.record, self.base_dir, where=f"{self.name}, {entry.where}")
+        sample = normalize_record(entry.record, self.base_dir, where=f"{self.name}, {entry.where}")
+        if sample.id is None:
+            sample.id = entry.where.replace(" ", "-")
+            sample.source = sample.source or sample.id
+        return sample
 
     @property
     def errors(self) -> int:
@@ -203,7 +207,7 @@ def record_entries(records: Iterable, noun: str) -> list[DatasetEntry]:
 
 def demo_dataset(demo, max_images: int = 1) -> Dataset:
     """The demo trajectories sliced into training samples, one per step, exactly as the trainer slices them."""
-    from .slicing import SliceOptions, demo_sample_records
+    from lora_core.data.slicing import SliceOptions, demo_sample_records
 
     records = demo_sample_records(demo, SliceOptions(max_images=max_images))
     return records_dataset(records, demo.root, "demo trajectories", "demo trajectories (sliced)")

@@ -306,8 +306,8 @@ def qwen3vl_2b_config():
 
 
 def run_coverage_command(args) -> dict:
-    from .model import resolve_model_path
-    from .run_config import load_config
+    from lora_core.qwen.checkpoint import resolve_model_path
+    from lora_core.training.config import load_config
 
     loaded = load_config(args.config)
     config = loaded.config

@@ -55,6 +55,11 @@ class ImageSettings:
     def with_(self, **changes) -> "ImageSettings":
         return replace(self, **changes)
 
+    def as_dict(self) -> dict:
+        """What a run records about its image settings (status.json, eval.json)."""
+        return {"max_dim": self.max_dim, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels,
+                "patch_size": self.patch_size, "merge_size": self.merge_size}
+
     def describe(self) -> str:
         parts = [f"max_dim {self.max_dim}" if self.max_dim else "no pre-resize"]
         parts.append(f"pixels {self.min_pixels:,}–{self.max_pixels:,}")
@@ -121,6 +126,7 @@ class Geometry:
     pre_height: int
     resized_width: int
     resized_height: int
+    processor_resizes: bool = True  # False: the recipe resized the image itself, the processor only patches it
 
     @property
     def grid_thw(self) -> tuple[int, int, int]:

@@ -1,10 +1,10 @@
 """Mask Inspector core: one sample token by token, what the loss is computed on, and why.
 
-Ids and labels come only from `lora_core.chat` (`render_chat`, `encode_rendered`, `build_labels`,
-`find_assistant_turns`), the trainer's own path. This module adds what a person needs to read them:
+Ids and labels come only from the encoder (`lora_core.qwen.encoder`), the trainer's own path under the
+chosen recipe. This module adds what a person needs to read them:
 a class and a display text per token, the rule's positions per assistant turn, where `max_length`
 cuts, plain-language verdicts, the known pitfalls, and what the history costs. No gradio here; the
-tab (`ui/inspector.py`) and the dataset audit (`lora_core/audit.py`) both call it.
+tab (`ui/inspector.py`) and the dataset audit (`lora_core/analysis/audit.py`) both call it.
 """
 from __future__ import annotations
 
@@ -16,32 +16,21 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
-from .chat import (
+from lora_core.data.samples import Sample, SampleFormatError
+from lora_core.qwen.chat import (
     IGNORE_INDEX,
-    IM_END_ID,
-    IM_START_ID,
-    IMAGE_PAD_ID,
-    NEWLINE_ID,
-    VISION_END_ID,
-    VISION_START_ID,
     AssistantTurn,
-    EncodedSample,
     LabelMode,
-    RenderedChat,
     build_labels,
-    encode_rendered,
+    count_trained,
     find_assistant_turns,
     parse_label_mode,
-    render_chat,
     trained_turns,
 )
-from .geometry import ImageSettings
-from .samples import ChatSample, SampleFormatError
+from lora_core.qwen.encoder import DEFAULT_PLACEHOLDER_SIZE, Encoded, Encoder
+from lora_core.qwen.special_tokens import SpecialTokens
 
 DEFAULT_MAX_LENGTH = 6200  # the seed's training.sft.max_length
-DEFAULT_PLACEHOLDER_SIZE = (1080, 2400)  # MAI-UI's screenshots, for images given inline with no file
-ENDOFTEXT_ID = 151643
-STRUCTURE_IDS = frozenset({ENDOFTEXT_ID, IM_START_ID, IM_END_ID, VISION_START_ID, VISION_END_ID})
 
 # Token classes, in legend order, with what each means for the loss.
 SYSTEM, USER, IMAGE, HISTORY, TARGET, SPECIAL = "system", "user", "image", "history", "target", "special"
@@ -111,9 +100,8 @@ class MaskAnalysis:
     """What the trainer makes of one rendered sample, and every finding about it."""
 
     messages: list[dict]
-    rendered: RenderedChat
-    encoded: EncodedSample  # the kept ids and their labels: exactly what the trainer feeds the model
-    full_labels: list[int]  # the labels were nothing cut
+    encoded: Encoded  # the kept ids and their labels: exactly what the recipe's trainer feeds the model
+    special: SpecialTokens
     mode: LabelMode
     max_length: int | None
     turns: list[TurnStatus]
@@ -123,16 +111,38 @@ class MaskAnalysis:
 
     @property
     def ids(self) -> list[int]:
-        return self.rendered.input_ids
+        """The uncut ids (with anything the recipe adds, such as a think block)."""
+        return self.encoded.full_input_ids
+
+    @property
+    def full_labels(self) -> list[int]:
+        """The labels were nothing cut."""
+        return self.encoded.full_labels
+
+    @property
+    def image_spans(self) -> list[tuple[int, int]]:
+        return self.encoded.image_spans
+
+    @cached_property
+    def kept(self) -> set[int]:
+        return set(self.encoded.kept or ())
+
+    @cached_property
+    def kept_labels(self) -> list[int]:
+        """The trainer's labels placed on the uncut positions; positions that are not kept get IGNORE_INDEX."""
+        labels = [IGNORE_INDEX] * len(self.ids)
+        for position, label in zip(self.encoded.kept or (), self.encoded.labels or ()):
+            labels[position] = label
+        return labels
 
     @property
     def cut(self) -> int | None:
         """Index of the first dropped token, or None when the sample fits."""
-        return len(self.encoded.input_ids) if self.encoded.truncated else None
+        return self.encoded.cut
 
     @cached_property
     def trained_tokens(self) -> int:
-        return count_labelled(self.encoded.labels)
+        return count_labelled(self.encoded.labels or [])
 
     @cached_property
     def target_tokens(self) -> int:
@@ -145,9 +155,10 @@ class MaskAnalysis:
 
     @property
     def truncated_target(self) -> bool:
-        """At least one token the rule picks lies beyond max_length."""
-        cut = self.cut
-        return cut is not None and any(label != IGNORE_INDEX for label in self.full_labels[cut:])
+        """At least one token the rule picks is not kept."""
+        kept = self.kept
+        return self.cut is not None and any(
+            label != IGNORE_INDEX and position not in kept for position, label in enumerate(self.full_labels))
 
     @property
     def cut_inside_image(self) -> int | None:
@@ -198,23 +209,22 @@ _RENDER_CACHE_SIZE = 16
 _RENDER_LOCK = threading.Lock()  # the app serves several users from worker threads
 
 
-def render_cached(messages, tokenizer, image_sizes, settings: ImageSettings, chat_template) -> RenderedChat:
-    """`render_chat`, remembered for the last few samples so a mode or max_length change does not re-tokenize.
+def render_cached(encoder: Encoder, sample: Sample, geometries):
+    """`encoder.render`, remembered for the last few samples so a mode or max_length change does not re-tokenize.
 
     Callers must not modify the returned object.
     """
     key = (
-        json.dumps(messages, ensure_ascii=False, sort_keys=True),
-        tuple(tuple(size) for size in image_sizes),
-        settings,
-        id(tokenizer),
-        hash(chat_template),
+        json.dumps(sample.messages, ensure_ascii=False, sort_keys=True),
+        tuple((g.resized_width, g.resized_height, g.visual_tokens) for g in geometries),
+        id(encoder.tokenizer),
+        hash(encoder.chat_template),
     )
     with _RENDER_LOCK:
         if key in _RENDER_CACHE:
             _RENDER_CACHE.move_to_end(key)
             return _RENDER_CACHE[key]
-    rendered = render_chat(messages, tokenizer, image_sizes, settings, chat_template)
+    rendered = encoder.render(sample, geometries)
     with _RENDER_LOCK:
         _RENDER_CACHE[key] = rendered
         while len(_RENDER_CACHE) > _RENDER_CACHE_SIZE:
@@ -222,26 +232,17 @@ def render_cached(messages, tokenizer, image_sizes, settings: ImageSettings, cha
     return rendered
 
 
-def sample_image_sizes(sample: ChatSample, placeholder_size: tuple[int, int] | None) -> tuple[list, int]:
-    """Image sizes from file headers; inline images (no file) get the placeholder size. Returns (sizes, placeholders)."""
-    placeholders = sum(1 for path in sample.images if path is None)
-    return sample.image_sizes(tuple(placeholder_size) if placeholder_size else None), placeholders
-
-
 def analyse_sample(
-    sample: ChatSample,
-    tokenizer,
-    settings: ImageSettings,
-    chat_template: str | None,
-    mode: LabelMode | str = LabelMode.LAST,
-    max_length: int | None = DEFAULT_MAX_LENGTH,
+    sample: Sample,
+    encoder: Encoder,
     placeholder_size: tuple[int, int] | None = DEFAULT_PLACEHOLDER_SIZE,
 ) -> MaskAnalysis:
-    """Render `sample` through the trainer's path and analyse its labels. Raises ValueError with a sentence."""
+    """Encode `sample` through the recipe's path and analyse its labels. Raises ValueError with a sentence."""
     check_message_texts(sample.messages)
-    sizes, placeholders = sample_image_sizes(sample, placeholder_size)
-    rendered = render_cached(sample.messages, tokenizer, sizes, settings, chat_template)
-    analysis = analyse_rendered(sample.messages, rendered, mode, max_length)
+    geometries, placeholders = encoder.sample_geometries(sample, placeholder_size)
+    rendered = render_cached(encoder, sample, geometries)
+    encoded = encoder.encode(sample, placeholder_size, rendered=rendered)
+    analysis = analyse_encoded(encoded, encoder)
     if placeholders:
         width, height = placeholder_size
         analysis.verdicts.append(Finding(INFO, "placeholder_images", (
@@ -254,29 +255,24 @@ def analyse_sample(
 # ---------------------------------------------------------------- labels, turns, verdicts
 
 
-def analyse_rendered(
-    messages: Sequence[dict],
-    rendered: RenderedChat,
-    mode: LabelMode | str = LabelMode.LAST,
-    max_length: int | None = DEFAULT_MAX_LENGTH,
-) -> MaskAnalysis:
-    mode = parse_label_mode(mode)
-    encoded = encode_rendered(rendered, mode, max_length)
-    # uncut, the labels are the same computation on the same ids
-    full_labels = build_labels(rendered.input_ids, mode, rendered.loss_overrides) if encoded.truncated else encoded.labels
+def analyse_encoded(encoded: Encoded, encoder: Encoder) -> MaskAnalysis:
+    messages = encoded.sample.messages
+    mode = encoder.recipe.label_mode
     ends_with_answer = bool(messages) and messages[-1].get("role") == "assistant"
-    turns = turn_statuses(rendered, encoded.labels, full_labels, mode, ends_with_answer)
-    analysis = MaskAnalysis(list(messages), rendered, encoded, full_labels, mode, max_length, turns, [], [])
+    analysis = MaskAnalysis(list(messages), encoded, encoder.special, mode, encoder.max_length, [], [], [])
+    analysis.turns = turn_statuses(analysis, ends_with_answer)
     analysis.verdicts = verdicts(analysis)
+    analysis.verdicts += [Finding(WARN, "recipe", note) for note in encoded.notes]
     analysis.pitfalls = find_pitfalls(analysis)
     return analysis
 
 
-def turn_statuses(rendered: RenderedChat, labels: Sequence[int], full_labels: Sequence[int], mode,
-                  ends_with_answer: bool) -> list[TurnStatus]:
-    turns = find_assistant_turns(rendered.input_ids)
-    chosen = trained_turns(turns, mode, rendered.loss_overrides)
+def turn_statuses(a: MaskAnalysis, ends_with_answer: bool) -> list[TurnStatus]:
+    rendered = a.encoded.rendered
+    turns = find_assistant_turns(a.ids, a.special)
+    chosen = trained_turns(turns, a.mode, rendered.loss_overrides)
     one_per_message = len(turns) == len(rendered.assistant_message_indices)
+    labels, full_labels = a.kept_labels, a.full_labels
     statuses = []
     for index, (turn, picked) in enumerate(zip(turns, chosen)):
         statuses.append(TurnStatus(
@@ -292,9 +288,7 @@ def turn_statuses(rendered: RenderedChat, labels: Sequence[int], full_labels: Se
     return statuses
 
 
-def count_labelled(labels: Sequence[int]) -> int:
-    """Tokens with a label (list.count runs in C: this is called for every sample of an audit)."""
-    return len(labels) - list(labels).count(IGNORE_INDEX)
+count_labelled = count_trained
 
 
 def turn_name(status: TurnStatus) -> str:
@@ -335,7 +329,7 @@ def verdicts(a: MaskAnalysis) -> list[Finding]:
         found.append(Finding(ERROR, "zero_trained", f"This sample trains on nothing: {why}."))
     image = a.cut_inside_image
     if image is not None:
-        start, end = a.rendered.image_spans[image]
+        start, end = a.image_spans[image]
         kept = cut - start
         found.append(Finding(ERROR, "cut_inside_image", (
             f"The cut falls inside image {image + 1}'s pads: {kept} of its {end - start} pads are kept. The processor "
@@ -359,29 +353,26 @@ def lost_turn_sentence(t: TurnStatus, cut: int) -> str:
 
 def describe_position(a: MaskAnalysis, index: int) -> str:
     """Where token `index` lies, in words: inside which image or which turn."""
-    for number, (start, end) in enumerate(a.rendered.image_spans, start=1):
+    for number, (start, end) in enumerate(a.image_spans, start=1):
         if start <= index < end:
             return f"inside image {number}'s pads"
     for t in a.turns:
         if t.turn.ans_start <= index < t.turn.label_end:
             return f"inside {turn_name(t)}"
-    blocks = block_starts(a.ids)
+    blocks = block_starts(a.ids, a.special)
     block = max((i for i, start in enumerate(blocks) if start <= index), default=None)
     if block is not None:
-        return f"in turn {block + 1} ({block_role(a.ids, blocks[block])})"
+        return f"in turn {block + 1} ({block_role(a.ids, blocks[block], a.special)})"
     return "before the first turn"
 
 
-def block_starts(ids: Sequence[int]) -> list[int]:
+def block_starts(ids: Sequence[int], special: SpecialTokens) -> list[int]:
     """Positions of every <|im_start|>: one block per rendered message."""
-    return [i for i, token in enumerate(ids) if token == IM_START_ID]
+    return [i for i, token in enumerate(ids) if token == special.im_start]
 
 
-ROLE_IDS = {8948: "system", 872: "user", 77091: "assistant"}
-
-
-def block_role(ids: Sequence[int], start: int) -> str:
-    return ROLE_IDS.get(ids[start + 1], "other") if start + 1 < len(ids) else "other"
+def block_role(ids: Sequence[int], start: int, special: SpecialTokens) -> str:
+    return special.role_at(ids, start)
 
 
 def find_pitfalls(a: MaskAnalysis) -> list[Finding]:
@@ -404,7 +395,7 @@ def find_pitfalls(a: MaskAnalysis) -> list[Finding]:
             found.append(Finding(WARN, "template_text", (
                 f"Message {number} ({message.get('role')}) contains {', '.join(literals)} as text; the tokenizer reads "
                 "it as a template token, which changes where turns seem to start and end.")))
-    for number, (start, end) in enumerate(a.rendered.image_spans, start=1):
+    for number, (start, end) in enumerate(a.image_spans, start=1):
         if any(label != IGNORE_INDEX for label in a.full_labels[start:end]):
             found.append(Finding(ERROR, "image_in_answer", (
                 f"Image {number} sits inside an assistant answer that is trained, so its {end - start} pads are in "
@@ -434,9 +425,10 @@ def find_pitfalls(a: MaskAnalysis) -> list[Finding]:
                     f"{turn_name(t).capitalize()} alone is {t.answer_tokens:,} tokens, more than max_length "
                     f"{a.max_length:,}: no trimming of the history can make it trainable. Shorten the answer or raise "
                     "max_length.")))
+    newline_ids = set(a.special.newline) | {a.special.im_end}
     for t in a.turns:
-        after_role = t.turn.role + 1
-        if after_role < len(ids) and ids[after_role] not in (NEWLINE_ID, IM_END_ID):
+        after_role = t.turn.ans_start - len(a.special.newline)
+        if after_role < len(ids) and ids[after_role] not in newline_ids:
             found.append(Finding(INFO, "merged_newline", (
                 f"{turn_name(t).capitalize()} starts with whitespace that merges with the template's newline into one "
                 "token; the rule's ans_start = position + 2 skips that token, so the answer's leading whitespace is "
@@ -478,7 +470,7 @@ def token_pieces(tokenizer, ids: Sequence[int]) -> dict[int, bytes | str]:
     return pieces
 
 
-def token_texts(tokenizer, ids: Sequence[int]) -> tuple[list[str], set[int]]:
+def token_texts(tokenizer, ids: Sequence[int], image_pad: int) -> tuple[list[str], set[int]]:
     """Display text of each token. A character split over several tokens shows on the token that completes it;
     the tokens holding only part of it show their bytes as hex and are returned in the second set."""
     pieces = token_pieces(tokenizer, ids)
@@ -486,7 +478,7 @@ def token_texts(tokenizer, ids: Sequence[int]) -> tuple[list[str], set[int]]:
     texts: list[str] = []
     partial: set[int] = set()
     for index, token_id in enumerate(ids):
-        if token_id == IMAGE_PAD_ID:
+        if token_id == image_pad:
             texts.append("")
             continue
         piece = pieces[token_id]
@@ -502,30 +494,31 @@ def token_texts(tokenizer, ids: Sequence[int]) -> tuple[list[str], set[int]]:
     return texts, partial
 
 
-def token_roles(ids: Sequence[int]) -> list[str]:
+def token_roles(ids: Sequence[int], special: SpecialTokens) -> list[str]:
     """The role of the block each token belongs to (system / user / assistant / other)."""
     roles = []
     role = "other"
     for index, token in enumerate(ids):
-        if token == IM_START_ID:
-            role = block_role(ids, index)
+        if token == special.im_start:
+            role = block_role(ids, index, special)
         roles.append(role)
     return roles
 
 
 def token_classes(a: MaskAnalysis) -> list[str]:
     """One class per token of the uncut sequence; a dropped token gets the class it would have had."""
-    ids, kept = a.ids, len(a.encoded.input_ids)
-    labels, full_labels = a.encoded.labels, a.full_labels
-    roles = token_roles(ids)
+    ids, kept = a.ids, a.kept
+    labels, full_labels = a.kept_labels, a.full_labels
+    roles = token_roles(ids, a.special)
+    structure = a.special.structure
     classes = []
     for index, token in enumerate(ids):
-        label = labels[index] if index < kept else full_labels[index]
-        if token == IMAGE_PAD_ID:
+        label = labels[index] if index in kept else full_labels[index]
+        if token == a.special.image_pad:
             classes.append(IMAGE)
         elif label != IGNORE_INDEX:
             classes.append(TARGET)
-        elif token in STRUCTURE_IDS:
+        elif token in structure:
             classes.append(SPECIAL)
         elif roles[index] == "system":
             classes.append(SYSTEM)
@@ -631,15 +624,22 @@ def spaced_counts(total: int, most: int = 6) -> list[int]:
     return sorted((v for v in values if 0 <= v < total), reverse=True)
 
 
-def history_cost(a: MaskAnalysis, tokenizer, image_sizes: Sequence, settings: ImageSettings,
-                 chat_template: str | None) -> HistoryCost:
+def history_cost(a: MaskAnalysis, encoder: Encoder) -> HistoryCost:
     """What the history costs in tokens and what fewer screenshots or fewer steps would save.
 
-    Each variant is re-rendered through `render_chat`, so its length is the trainer's.
+    Each variant is re-encoded by the encoder, so its length is the trainer's.
     """
     messages, ids = a.messages, a.ids
     layout = sample_layout(messages)
-    blocks = block_starts(ids)
+    blocks = block_starts(ids, a.special)
+    geometries = a.encoded.geometries
+    sample = a.encoded.sample
+
+    def variant_length(variant_messages, variant_geometries) -> int:
+        variant = Sample(variant_messages, [None] * len(variant_geometries), where=sample.where)
+        rendered = render_cached(encoder, variant, variant_geometries)
+        return len(encoder.recipe.encode(rendered, a.special).full_input_ids)
+
     note = None
     parts: list[tuple[str, int]] = []
     if len(blocks) == len(messages):
@@ -650,7 +650,7 @@ def history_cost(a: MaskAnalysis, tokenizer, image_sizes: Sequence, settings: Im
 
         def pads(first: int, last: int) -> int:
             low, high = bounds[first], bounds[last]
-            return sum(min(end, high) - max(start, low) for start, end in a.rendered.image_spans
+            return sum(min(end, high) - max(start, low) for start, end in a.image_spans
                        if start < high and end > low)
 
         system_end = next((i for i, m in enumerate(messages) if m.get("role") != "system"), len(messages))
@@ -670,9 +670,9 @@ def history_cost(a: MaskAnalysis, tokenizer, image_sizes: Sequence, settings: Im
         history_tokens = tokens(history_start, history_end)
     else:
         note = "The template merged some messages, so tokens are counted by role rather than by message."
-        roles = token_roles(ids)
+        roles = token_roles(ids, a.special)
         for role in ("system", "user", "assistant"):
-            parts.append((f"{role} turns", sum(1 for r, t in zip(roles, ids) if r == role and t != IMAGE_PAD_ID)))
+            parts.append((f"{role} turns", sum(1 for r, t in zip(roles, ids) if r == role and t != a.special.image_pad)))
         parts.append(("image pads", a.image_tokens))
         history_tokens = 0
     images_at = image_positions(messages)
@@ -682,8 +682,8 @@ def history_cost(a: MaskAnalysis, tokenizer, image_sizes: Sequence, settings: Im
     limit = a.max_length or float("inf")
     for keep in spaced_counts(len(removable)):
         drop = set(removable[: len(removable) - keep])
-        variant, sizes = without_images(messages, image_sizes, drop)
-        length = len(render_cached(variant, tokenizer, sizes, settings, chat_template).input_ids)
+        variant, kept_geometries = without_images(messages, geometries, drop)
+        length = variant_length(variant, kept_geometries)
         cost.screenshot_variants.append(Variant(f"keep the last {keep} earlier screenshot(s)", keep, length, full - length,
                                                 length <= limit))
     for keep in spaced_counts(len(layout.steps)):
@@ -691,8 +691,8 @@ def history_cost(a: MaskAnalysis, tokenizer, image_sizes: Sequence, settings: Im
         cut_from, cut_to = (dropped[0][0], dropped[-1][1]) if dropped else (layout.head_end, layout.head_end)
         drop_images = {n for n, at in enumerate(images_at) if cut_from <= at < cut_to}
         trimmed = list(messages[:cut_from]) + list(messages[cut_to:])
-        sizes = [size for n, size in enumerate(image_sizes) if n not in drop_images]
-        length = len(render_cached(trimmed, tokenizer, sizes, settings, chat_template).input_ids)
+        kept_geometries = [g for n, g in enumerate(geometries) if n not in drop_images]
+        length = variant_length(trimmed, kept_geometries)
         cost.step_variants.append(Variant(f"keep {keep} history step(s)", keep, length, full - length, length <= limit))
     return cost
 
@@ -715,7 +715,7 @@ class Inspection:
     @property
     def counts(self) -> dict[str, int]:
         a = self.analysis
-        kept = len(a.encoded.input_ids)
+        kept = len(a.encoded.input_ids or [])
         return {
             "total": len(a.ids),
             "kept": kept,
@@ -744,25 +744,19 @@ def rule_description(mode: LabelMode, overrides: Sequence[bool | None]) -> str:
 
 
 def inspect_sample(
-    sample: ChatSample,
-    tokenizer,
-    settings: ImageSettings,
-    chat_template: str | None,
-    mode: LabelMode | str = LabelMode.LAST,
-    max_length: int | None = DEFAULT_MAX_LENGTH,
+    sample: Sample,
+    encoder: Encoder,
     placeholder_size: tuple[int, int] | None = DEFAULT_PLACEHOLDER_SIZE,
     compare_mode: LabelMode | str | None = None,
     with_history: bool = True,
 ) -> Inspection:
-    analysis = analyse_sample(sample, tokenizer, settings, chat_template, mode, max_length, placeholder_size)
-    texts, partial = token_texts(tokenizer, analysis.ids)
+    analysis = analyse_sample(sample, encoder, placeholder_size)
+    texts, partial = token_texts(encoder.tokenizer, analysis.ids, encoder.special.image_pad)
     changed: set[int] = set()
     compare = parse_label_mode(compare_mode) if compare_mode else None
-    if compare is not None and compare is not analysis.mode:
-        other = build_labels(analysis.encoded.input_ids, compare, analysis.rendered.loss_overrides)
-        changed = {i for i, (x, y) in enumerate(zip(other, analysis.encoded.labels)) if x != y}
-    history = None
-    if with_history:
-        sizes, _ = sample_image_sizes(sample, placeholder_size)
-        history = history_cost(analysis, tokenizer, sizes, settings, chat_template)
+    if compare is not None and compare is not analysis.mode and analysis.encoded.input_ids is not None:
+        other = build_labels(analysis.encoded.input_ids, encoder.special, compare,
+                             analysis.encoded.rendered.loss_overrides)
+        changed = {analysis.encoded.kept[i] for i, (x, y) in enumerate(zip(other, analysis.encoded.labels)) if x != y}
+    history = history_cost(analysis, encoder) if with_history else None
     return Inspection(analysis, texts, partial, token_classes(analysis), changed, compare, history)

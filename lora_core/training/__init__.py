@@ -1,0 +1,1 @@
+"""LoRA runs: config, collation, the trainer, evaluation and the run registry."""

@@ -1,0 +1,461 @@
+"""One LoRA run: `python -m lora_core.train --config runs/<id>/config.yaml [--data DATASET.jsonl]`.
+
+Everything is written into the folder that holds the config (DESIGN.md, the run folder):
+status.json, metrics.jsonl, train.log, checkpoint-N/, adapter/ (PEFT's format), predictions.jsonl, eval.json.
+
+The path from a sample to a batch is the app's one path: the run's encoder (`lora_core.qwen.encoder`) gives
+input_ids, labels, geometry and pixels (render → truncate → label); the image processor's grid must equal that
+geometry, so the number of image pads and of visual features always agree.
+SIGTERM (or a STOP file in the run folder) stops at the next step and saves a checkpoint first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from lora_core.training.collate import FULL_LOGITS_ENV, trained_positions
+from lora_core.training.failures import RunFailure
+from lora_core.training.run_folder import RunFolder, default_workspace
+
+STOP_REQUESTED = threading.Event()
+LOG_ATTACHED_ENV = "LORA_RUN_LOG_ATTACHED"  # set by the launcher when stdout/stderr already go to train.log
+# 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
+# GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
+QUANTIZATION_SKIP_MODULES = ["visual", "lm_head"]
+
+
+# ----------------------------------------------------------------- model
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def load_base_model(model_path: Path, config, cuda: bool):
+    """The checkpoint in the precision the config asks for; 4-bit through bitsandbytes on CUDA only."""
+    import torch
+
+    from lora_core.qwen.checkpoint import load_model
+
+    sft = config.sft
+    dtype = torch.bfloat16 if sft.bf16 else torch.float16 if sft.fp16 and cuda else torch.float32
+    kwargs = {"dtype": dtype}
+    if config.training.use_4bit:
+        if not cuda:
+            raise RunFailure("no CUDA", "use_4bit needs a CUDA GPU: bitsandbytes would run 4-bit layers on the CPU "
+                                        "very slowly instead of failing. Set training.use_4bit to false.")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.float16,
+            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = load_model(model_path, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def attach_lora(model, config):
+    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
+    from peft import LoraConfig, get_peft_model
+
+    from lora_core.analysis.coverage import check_entries, list_modules
+
+    entries, errors = check_entries(config.lora.target_modules, list_modules(model))
+    if errors:
+        raise RunFailure("bad config", errors[0])
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), entries
+
+
+def next_token_loss(logits, labels, positions):
+    """Mean cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only."""
+    import torch.nn.functional as functional
+
+    from lora_core.qwen.chat import IGNORE_INDEX
+
+    if positions.numel() == 0:  # a shape, not a value: no GPU sync
+        return logits.sum() * 0.0
+    targets = labels[:, positions + 1]
+    return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                    ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def is_vision_parameter(name: str) -> bool:
+    return ".visual." in name or name.startswith("visual.")
+
+
+# ----------------------------------------------------------------- trainer pieces
+
+
+def make_trainer_class():
+    from transformers import Trainer
+
+    class RunTrainer(Trainer):
+        """Trainer that projects only trained positions onto the vocabulary, with an optional learning rate of
+        its own for LoRA weights in the vision tower."""
+
+        vision_learning_rate: float | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if os.environ.get(FULL_LOGITS_ENV):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            keep = inputs.get("trained_positions")
+            if keep is None:
+                keep = trained_positions(labels)
+            model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
+            outputs = model(**model_inputs, logits_to_keep=keep)
+            loss = next_token_loss(outputs.logits, labels, keep)
+            return (loss, outputs) if return_outputs else loss
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            if self.vision_learning_rate is None or getattr(self, "_vision_group_added", False):
+                return optimizer
+            names = {id(p): n for n, p in (model or self.model).named_parameters()}
+            for group in list(optimizer.param_groups):
+                vision = [p for p in group["params"] if is_vision_parameter(names.get(id(p), ""))]
+                if vision:
+                    group["params"] = [p for p in group["params"] if not is_vision_parameter(names.get(id(p), ""))]
+                    optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                               "params": vision, "lr": self.vision_learning_rate,
+                                               "initial_lr": self.vision_learning_rate})
+            optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+            self._vision_group_added = True
+            return optimizer
+
+    return RunTrainer
+
+
+def make_callback(folder: RunFolder, started: float, is_main: bool):
+    from transformers import TrainerCallback
+
+    class RunFolderCallback(TrainerCallback):
+        """Writes status.json and metrics.jsonl as the Trainer goes; turns a stop request into save + stop."""
+
+        def __init__(self):
+            self.train_started = None
+            self.last_eval_step = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.train_started = time.time()
+            if is_main:
+                folder.update_status(state="training", step=state.global_step, max_steps=state.max_steps,
+                                     epoch=state.epoch or 0.0, train_started_at=self.train_started)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if is_main:
+                done = max(state.global_step, 1)
+                elapsed = time.time() - self.train_started
+                eta = elapsed / done * max(state.max_steps - state.global_step, 0)
+                folder.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
+                                     eta_s=round(eta, 1), elapsed_s=round(elapsed, 1))
+            if STOP_REQUESTED.is_set() or folder.stop_requested():
+                STOP_REQUESTED.set()
+                control.should_save = True  # the last checkpoint is kept
+                control.should_training_stop = True
+                if is_main:
+                    folder.update_status(state="stopping")
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not is_main or not logs:
+                return
+            kind = "eval" if any(k.startswith("eval_") for k in logs) else \
+                "summary" if "train_loss" in logs else "train"
+            if kind == "eval":
+                self.last_eval_step = state.global_step
+            record = {"kind": kind, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                      "time": round(time.time() - started, 3)}
+            record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+            folder.append_metric(record)
+            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm"))
+            print(f"[{kind}] step {state.global_step}/{state.max_steps}: {shown}", flush=True)
+
+        def on_save(self, args, state, control, **kwargs):
+            if is_main:
+                folder.update_status(last_checkpoint=f"checkpoint-{state.global_step}",
+                                     best_checkpoint=Path(state.best_model_checkpoint).name
+                                     if state.best_model_checkpoint else None)
+
+    return RunFolderCallback()
+
+
+def checkpointing_argument(arguments_class, enabled: bool) -> dict:
+    """transformers 5.2x calls it activation_checkpointing; earlier 5.x releases gradient_checkpointing."""
+    if "activation_checkpointing" in arguments_class.__dataclass_fields__:
+        return {"activation_checkpointing": enabled}
+    return {"gradient_checkpointing": enabled}
+
+
+def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
+    from transformers import TrainingArguments
+
+    from lora_core.training.config import effective_warmup
+
+    sft = config.sft
+    eval_strategy = sft.eval_strategy if has_eval else "no"
+    return TrainingArguments(
+        output_dir=str(folder.path),
+        per_device_train_batch_size=sft.per_device_train_batch_size,
+        per_device_eval_batch_size=sft.per_device_eval_batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        num_train_epochs=sft.num_train_epochs,
+        max_steps=sft.max_steps,
+        learning_rate=sft.learning_rate,
+        lr_scheduler_type=sft.lr_scheduler_type,
+        warmup_steps=effective_warmup(config),
+        weight_decay=sft.weight_decay,
+        max_grad_norm=sft.max_grad_norm,
+        logging_steps=sft.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=sft.eval_steps,
+        save_strategy=sft.save_strategy,
+        save_steps=sft.save_steps,
+        save_total_limit=sft.save_total_limit,
+        load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
+        metric_for_best_model=sft.metric_for_best_model,
+        bf16=sft.bf16,
+        fp16=sft.fp16 and not sft.bf16,
+        use_cpu=not cuda,
+        seed=sft.seed,
+        **checkpointing_argument(TrainingArguments, config.training.gradient_checkpointing),
+        report_to="none" if sft.report_to == ["none"] else sft.report_to,
+        run_name=folder.path.name,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",  # tokens/s in metrics.jsonl
+    )
+
+
+# ----------------------------------------------------------------- the run
+
+
+class Tee:
+    """Write to the terminal and to train.log (when run by hand; the launcher redirects instead)."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text):
+        self.stream.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+        self.log.flush()
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def classify_exception(error: BaseException) -> tuple[str, str]:
+    """(reason, message) for an exception that ended a run."""
+    from lora_core.data.images import ImageInputError
+    from lora_core.training.config import ConfigError
+    from lora_core.data.samples import SampleFormatError
+
+    text = str(error)
+    if isinstance(error, RunFailure):
+        return error.reason, text
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "out of memory", (f"Out of memory: {text.splitlines()[0] if text else type(error).__name__}. "
+                                 "Lower max_dim or max_length, turn on gradient_checkpointing, or use 4-bit on a GPU.")
+    if isinstance(error, (SampleFormatError, ImageInputError)):
+        return "bad data", text
+    if isinstance(error, ConfigError):
+        return "bad config", text
+    if "CUDA" in text and ("not available" in text or "no CUDA" in text or "not compiled" in text):
+        return "no CUDA", text
+    return "error", f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip()
+
+
+def run(config_path: Path, data_path: Path | None, workspace: Path | None) -> int:
+    started = time.time()
+    folder = RunFolder(config_path.resolve().parent)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        folder.update_status(state="starting", pid=os.getpid(), started_at=started, reason=None, message=None)
+    try:
+        return train_and_evaluate(folder, config_path, data_path, workspace, started, is_main)
+    except BaseException as error:  # recorded for the UI, then re-raised as an exit status
+        if isinstance(error, KeyboardInterrupt):
+            reason, message = "killed", "Interrupted (Ctrl-C) before the run finished."
+        elif isinstance(error, SystemExit):
+            raise
+        else:
+            reason, message = classify_exception(error)
+            if not isinstance(error, RunFailure):
+                traceback.print_exc()
+        print(f"RUN FAILED ({reason}): {message}", file=sys.stderr, flush=True)
+        if is_main:
+            folder.update_status(state="failed", reason=reason, message=message, finished_at=time.time())
+        return 1
+
+
+def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspace, started, is_main) -> int:
+    from lora_core.training.config import ConfigError, launch_problems, load_config
+
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as error:
+        raise RunFailure("bad config", str(error)) from None
+    config = loaded.config
+    for message in loaded.messages():
+        print(f"config: {message}", flush=True)
+    workspace = Path(workspace) if workspace else default_workspace(config_path)
+    if data_path is None and config.data.path:
+        data_path = Path(config.data.path)
+        if not data_path.is_absolute():
+            data_path = (config_path.parent / data_path).resolve()
+    if STOP_REQUESTED.is_set():
+        raise_stopped_before_training(folder, is_main)
+
+    if is_main:
+        folder.update_status(state="loading")
+    import torch
+
+    from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
+    from lora_core.training.collate import Collator, ItemDataset, PixelCache, takes_token_types
+    from lora_core.training.data import prepare_data, run_encoder
+
+    cuda = torch.cuda.is_available()
+    problems = launch_problems(config, cuda)
+    if problems:
+        reason = "no CUDA" if not cuda and any("CUDA" in p for p in problems) else "bad config"
+        raise RunFailure(reason, problems[0])
+    from transformers import set_seed
+
+    set_seed(config.sft.seed)
+    try:
+        model_path = resolve_model_path(config.model, workspace)
+    except ValueError as error:
+        raise RunFailure("bad config", str(error)) from None
+    info = read_model_info(model_path)
+    encoder = run_encoder(config, model_path)
+    settings = encoder.settings
+    data = prepare_data(config, workspace, data_path, encoder)
+    for line in data.skipped:
+        print(f"skipped sample {line}", flush=True)
+    print(f"data: {len(data.train)} train and {len(data.val)} validation samples from {data.source}, split by "
+          f"trajectory; {len(data.skipped)} skipped; images at {settings.describe()}", flush=True)
+    if is_main:
+        folder.update_status(train_samples=len(data.train), val_samples=len(data.val), skipped=data.skipped[:20],
+                             data=str(data_path) if data_path else None, model=str(model_path),
+                             device=torch.cuda.get_device_name(0) if cuda else "CPU",
+                             image_settings=settings.as_dict(), recipe=encoder.recipe.name, unknown_keys=loaded.unknown_keys)
+
+    model = load_base_model(model_path, config, cuda)
+    model, entries = attach_lora(model, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    print(f"LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, trainable params: {trainable:,} || all params: "
+          f"{total:,} || trainable%: {100 * trainable / total:.4f}", flush=True)
+    for entry in entries:
+        print(f"  target {entry.entry!r}: {len(entry.modules)} modules "
+              f"({', '.join(f'{g} {c}' for g, c in entry.groups.items())})", flush=True)
+
+    pixel_cache = PixelCache(encoder)
+    collator = Collator(pixel_cache, takes_token_types(model))
+    args = training_arguments(config, folder, bool(data.val), cuda)
+    trainer_class = make_trainer_class()
+    trainer_class.vision_learning_rate = config.lora.vision_learning_rate
+    callback = make_callback(folder, started, is_main)
+    trainer = trainer_class(model=model, args=args, train_dataset=ItemDataset(data.train),
+                            eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
+                            callbacks=[callback])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
+    if STOP_REQUESTED.is_set() or folder.stop_requested():
+        raise_stopped_before_training(folder, is_main)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    stopped = STOP_REQUESTED.is_set()
+    state = trainer.state
+    if data.val and not stopped and callback.last_eval_step != state.global_step:
+        trainer.evaluate()  # the final eval_loss, at the last step
+    if not is_main:
+        return 0
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    reserved = torch.cuda.max_memory_reserved() / 2**30 if cuda else None
+    trainer.model.save_pretrained(folder.adapter_path)
+    folder.update_status(adapter="adapter", best_checkpoint=Path(state.best_model_checkpoint).name
+                         if state.best_model_checkpoint else None, peak_gpu_memory_gib=peak,
+                         peak_gpu_reserved_gib=reserved, trainable_parameters=trainable)
+    print(f"adapter saved to {folder.adapter_path}" + (f"; best checkpoint {state.best_model_checkpoint}"
+                                                       if state.best_model_checkpoint else ""), flush=True)
+    if stopped:
+        folder.update_status(state="stopped", finished_at=time.time(), eta_s=0,
+                             message=f"Stopped at step {state.global_step} of {state.max_steps}; the last checkpoint "
+                                     "and the adapter are kept.")
+        return 0
+    if config.evaluation.after_training and data.val:
+        from lora_core.training.evaluate import evaluate_items, write_evaluation
+
+        folder.update_status(state="evaluating")
+        eval_loss = folder.last_eval_loss()
+        result = evaluate_items(trainer.model, data.val, pixel_cache, encoder, info, config,
+                                stop_check=lambda: STOP_REQUESTED.is_set() or folder.stop_requested(),
+                                eval_loss=eval_loss)
+        write_evaluation(folder, result, settings, trained_settings=settings)
+    folder.update_status(state="finished", finished_at=time.time(), eta_s=0,
+                         message=f"Finished {state.global_step} steps in {time.time() - started:.0f} s.")
+    return 0
+
+
+def raise_stopped_before_training(folder: RunFolder, is_main: bool):
+    if is_main:
+        folder.update_status(state="stopped", finished_at=time.time(),
+                             message="Stopped before training began; nothing was trained.")
+    raise SystemExit(0)
+
+
+def request_stop(signum, frame) -> None:
+    STOP_REQUESTED.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, request_stop)  # first: a stop during imports still counts
+    parser = argparse.ArgumentParser(prog="python -m lora_core.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="runs/<id>/config.yaml; the run writes beside it")
+    parser.add_argument("--data", type=Path, help="native sample JSONL (default: the config's data.path, else the "
+                                                  "demo trajectories)")
+    parser.add_argument("--workspace", type=Path, help="where the embedded model and demo data live "
+                                                       "(default: two folders above runs/<id>/)")
+    args = parser.parse_args(argv)
+    config_path = args.config
+    if not config_path.is_file():
+        print(f"error: no config file at {config_path}", file=sys.stderr)
+        return 2
+    if not os.environ.get(LOG_ATTACHED_ENV):
+        log = open(config_path.parent / "train.log", "a", buffering=1, encoding="utf-8")
+        sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    data = args.data.resolve() if args.data else None
+    return run(config_path, data, args.workspace)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
