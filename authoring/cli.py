@@ -66,13 +66,23 @@ def check_abs_resized(args) -> None:
                       "(the model's own pixel budget applies after it)")
 
 
+def model_encoder(args):
+    """The chosen model's encoder, built only when coordinates need its resize (abs-resized)."""
+    if args.coords != "abs-resized":
+        return None
+    from lora_core.qwen.checkpoint import resolve_model_path
+    from lora_core.qwen.encoder import Encoder
+
+    return Encoder.from_checkpoint(resolve_model_path(args.model, args.workspace))
+
+
 def run_import(args) -> tuple[dict, int]:
     check_abs_resized(args)
     store = Store(args.store)
     progress = TqdmProgress()
+    options = ImportOptions(args.format, args.coords, args.max_dim, encoder=model_encoder(args))
     try:
-        summary = import_source(store, args.source, ImportOptions(args.format, args.coords, args.max_dim),
-                                progress=progress)
+        summary = import_source(store, args.source, options, progress=progress)
     finally:
         progress.close()
     summary["store"] = str(store.path)
@@ -95,7 +105,7 @@ def run_export(args) -> tuple[dict, int]:
     check_abs_resized(args)
     store = Store(args.store)
     options = ExportOptions(coords=args.coords, max_dim=args.max_dim, max_images=args.max_images,
-                            val_ratio=args.val_ratio, seed=args.seed)
+                            val_ratio=args.val_ratio, seed=args.seed, encoder=model_encoder(args))
     progress = TqdmProgress()
     try:
         summary = export_store(store, args.out, args.format, options, progress)
@@ -113,12 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--store", type=Path, default=DEFAULT_STORE,
                          help=f"the annotation store (default {DEFAULT_STORE}; $LORA_WORKSPACE moves it)")
 
+    def add_model(sub):
+        sub.add_argument("--model", help="abs-resized: the checkpoint whose image processor resized the screenshots "
+                                         "(default: the embedded tiny Qwen3-VL)")
+        sub.add_argument("--workspace", type=Path, default=DEFAULT_STORE.parent.parent,
+                         help="where the embedded model lives")
+
     imp = commands.add_parser("import", help="import trajectories; all or nothing")
     imp.add_argument("source", type=Path, metavar="SRC", help="a folder or a JSON/JSONL file; images resolve inside its folder")
     imp.add_argument("--format", choices=IMPORT_FORMATS, default="auto")
     imp.add_argument("--coords", choices=COORDS, required=True, help="the convention the source's coordinates use")
     imp.add_argument("--max-dim", type=positive_int, help="abs-resized: the longest side the screenshots were resized to")
     add_store(imp)
+    add_model(imp)
     imp.set_defaults(handler=run_import)
 
     val = commands.add_parser("validate", help="check every record; exit 1 when a check fails")
@@ -136,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seed", type=int, default=42, help="seed of the trajectory split (default 42)")
     exp.add_argument("--out", type=Path, required=True, help="an empty or new folder")
     add_store(exp)
+    add_model(exp)
     exp.set_defaults(handler=run_export)
     return parser
 

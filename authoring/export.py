@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_core.data.coords import parse_space
-from lora_core.qwen.geometry import ImageSettings, geometry
 from lora_core.data.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step, split_trajectories
 
 from authoring.model import Correction, Step, Trajectory
@@ -40,7 +39,7 @@ class ExportOptions:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     val_ratio: float = 0.0
     seed: int = 42
-    image_settings: ImageSettings | None = None  # overrides max_dim when given (the model's own settings)
+    encoder: object | None = None  # the chosen model's encoder: abs-resized coordinates use its resized size
     include_corrections: bool = True
 
     def __post_init__(self):
@@ -51,8 +50,17 @@ class ExportOptions:
             raise ValueError("max_images must be at least 1: the current screenshot is always kept.")
 
     def slice_options(self) -> SliceOptions:
-        settings = self.image_settings or ImageSettings(max_dim=self.max_dim)
-        return SliceOptions(self.max_images, self.coords, self.system_prompt, lambda w, h: geometry(w, h, settings))
+        return SliceOptions(self.max_images, self.coords, self.system_prompt, resized_frame(self.encoder, self.max_dim))
+
+
+def resized_frame(encoder, max_dim: int | None = None):
+    """The function giving a screenshot's size as the model sees it: the encoder's geometry (with the seed's
+    max_dim under the native recipe), or None when no encoder is given (abs-resized is then refused)."""
+    if encoder is None:
+        return None
+    if max_dim and encoder.recipe.name == "native":
+        encoder = encoder.with_options(max_dim=max_dim)
+    return encoder.geometry
 
 
 # ---------------------------------------------------------------------------- samples

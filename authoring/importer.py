@@ -20,12 +20,12 @@ from pathlib import Path
 
 from lora_core.data.agent import map_points, parse_answer
 from lora_core.data.coords import parse_space, to_original
-from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.coords import OriginalFrame
 from lora_core.data.images import ImageInputError, open_screenshot, safe_resolve
 from lora_core.data.samples import SampleFormatError, normalize_record
 from lora_core.data.slicing import CURRENT_SCREENSHOT_TEXT
 
-from authoring.export import OMITTED_SCREENSHOT_TEXT
+from authoring.export import OMITTED_SCREENSHOT_TEXT, resized_frame
 
 IMPORT_FORMATS = ("auto", "folder", "mai-ui", "llamafactory", "swift")
 IGNORED_FILES = {"dataset_info.json", "export.json", "manifest.json", "screens.json"}
@@ -40,7 +40,7 @@ class ImportOptions:
     fmt: str = "auto"
     coords: str = "abs-original"
     max_dim: int | None = None
-    image_settings: ImageSettings | None = None  # abs-resized: the resize the coordinates were taken on
+    encoder: object | None = None  # abs-resized: the chosen model's encoder, whose resize the coordinates were taken on
 
     def __post_init__(self):
         if self.fmt not in IMPORT_FORMATS:
@@ -50,9 +50,10 @@ class ImportOptions:
         except ValueError as error:
             raise ImportRefused(str(error)) from None
 
-    @property
-    def settings(self) -> ImageSettings:
-        return self.image_settings or ImageSettings(max_dim=self.max_dim)
+    def frame(self, width: int, height: int):
+        """The screenshot as the coordinates' model saw it (abs-resized), else as it is."""
+        frame_of = resized_frame(self.encoder, self.max_dim) or OriginalFrame
+        return frame_of(width, height)
 
 
 @dataclass
@@ -327,13 +328,18 @@ def parse_sample(base: Path, record, origin: str) -> RawRecord | None:
                             "(MAI-UI strips screenshots from its message lists); replace it with the screenshot's "
                             "path relative to the file.")
                     pending_image = path
-                elif not seen_answer and pending_image is None:
+                elif not seen_answer:  # the instruction, before or after an <image> placeholder
                     text = item["text"].strip()
                     if text and text not in (CURRENT_SCREENSHOT_TEXT, OMITTED_SCREENSHOT_TEXT):
                         task_parts.append(text)
         elif message["role"] == "assistant":
             parsed = parse_answer(_text_of(content))
             if not parsed.valid:
+                if parsed.action is None and "<tool_call>" not in _text_of(content):
+                    raise ImportRefused(
+                        f"{origin}, message {number}: the answer is free text, not a MAI-UI action (a general VQA "
+                        "record like LLaMA-Factory's mllm_demo.json). Authoring imports GUI-agent trajectories only; "
+                        "open the file in the Mask Inspector or run `python -m lora_core audit FILE` to inspect it.")
                 raise ImportRefused(f"{origin}, message {number}: {' '.join(parsed.problems)} "
                                     "Fix the answer (MAI-UI's action space) or leave the record out.")
             turns.append(RawTurn(f"{origin}, message {number}", pending_image, parsed.thinking, parsed.action,
@@ -465,7 +471,7 @@ def _checked_size(path: Path, origin: str, sizes: dict) -> tuple[int, int]:
 
 
 def _convert(step: PendingStep, options: ImportOptions) -> None:
-    geom = geometry(step.width, step.height, options.settings)
+    geom = options.frame(step.width, step.height)
 
     def point(x, y):
         if isinstance(x, bool) or isinstance(y, bool) or not all(isinstance(v, (int, float)) for v in (x, y)):

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_core.data.coords import as_int_point, from_original
-from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.data.coords import OriginalFrame
 
+from authoring.export import resized_frame
 from authoring.model import Action, Correction, Step, direction_between
 from authoring.propose import NoProposal, default_recovery, propose_wrong
 from authoring.render import Mark, marked_screenshot, marks_for, thumbnail
@@ -66,6 +67,7 @@ class AnnotatorSession:
     last_activity: float = field(default_factory=time.monotonic)
     export_coords: str = "norm1000"
     export_max_dim: int | None = None
+    encoder: object | None = None  # the chosen model's encoder (abs-resized previews)
 
     @property
     def editor(self) -> Editor:
@@ -382,7 +384,7 @@ class AnnotatorSession:
         """The action's points in abs-original and in the export convention."""
         parts = []
         try:
-            geom = geometry(width, height, ImageSettings(max_dim=self.export_max_dim))
+            geom = (resized_frame(self.encoder, self.export_max_dim) or OriginalFrame)(width, height)
         except ValueError:
             geom = None
         for key in ("coordinate", "start_coordinate", "end_coordinate"):

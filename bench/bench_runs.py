@@ -20,7 +20,7 @@ from lora_core.training.registry import RUNNING_STATES, RunManager
 
 
 def tiny_60_step_config():
-    from lora_core.training.config import preset
+    from lora_core.training.presets import preset
 
     config = preset("tiny-cpu").config()
     config.sft.max_steps = 60

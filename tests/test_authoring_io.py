@@ -73,7 +73,7 @@ def good_steps():
 # ------------------------------------------------------------------------------- import
 
 
-def test_folder_import_converts_each_convention_to_abs_original(tmp_path):
+def test_folder_import_converts_each_convention_to_abs_original(tmp_path, encoder):
     for coords, settings in (("norm1000", None), ("norm999", None), ("abs-resized", ImageSettings(max_dim=1024))):
         store = empty_store(tmp_path, coords)
         source = folder_source(tmp_path, good_steps(), name=f"src-{coords}")
@@ -84,7 +84,7 @@ def test_folder_import_converts_each_convention_to_abs_original(tmp_path):
             steps[0]["action"]["coordinate"], steps[0]["target"]["box"] = [200, 400], [180, 380, 220, 420]
             steps[1]["action"]["coordinate"] = [200, 400]
             source = folder_source(tmp_path, steps, name="src-resized")
-        summary = import_source(store, source, ImportOptions("folder", coords, max_dim))
+        summary = import_source(store, source, ImportOptions("folder", coords, max_dim, encoder=encoder))
         assert summary["steps"] == 3
         steps = store.steps("t1")
         geom = geometry(1080, 2400, ImageSettings(max_dim=max_dim))
@@ -181,9 +181,31 @@ def test_mai_ui_actions_outside_the_action_space_are_refused(tmp_path):
 def test_llamafactory_demo_is_refused_with_the_record_named(tmp_path):
     """LLaMA-Factory's own demo set holds chat answers, not agent answers: refused, record named."""
     store = empty_store(tmp_path)
-    with pytest.raises(ImportRefused, match=r"mllm_demo.json record 1, message 2: The answer is not exactly"):
+    with pytest.raises(ImportRefused, match=r"mllm_demo.json record 1, message 2: the answer is free text.*"
+                                            r"Mask Inspector.*lora_core audit"):
         import_source(store, PEER_DATA / "llamafactory" / "mllm_demo.json", ImportOptions("llamafactory", "norm1000"))
     assert store.is_empty()
+
+
+@pytest.mark.parametrize("content", ["<image>Open the Sales folder", "Open the Sales folder<image>",
+                                     "Open the Sales folder\n<image>"])
+def test_llamafactory_image_placeholder_keeps_the_instruction(tmp_path, content):
+    """A standard LLaMA-Factory record puts <image> before or after the instruction; the task survives either way."""
+    from PIL import Image
+
+    folder = tmp_path / "lf"
+    folder.mkdir()
+    Image.new("RGB", (1080, 2400), (240, 240, 240)).save(folder / "home.png")
+    answer = ('<thinking>Tap the Sales folder.</thinking>\n<tool_call>{"name": "mobile_use", "arguments": '
+              '{"action": "click", "coordinate": [500, 300]}}</tool_call>')
+    record = {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": answer}],
+              "images": ["home.png"]}
+    (folder / "data.json").write_text(json.dumps([record]))
+    store = empty_store(tmp_path)
+    import_source(store, folder / "data.json", ImportOptions("llamafactory", "norm1000"))
+    (trajectory,) = store.trajectories()
+    assert trajectory.task == "Open the Sales folder"
+    assert validate_store(store) == []
 
 
 # ------------------------------------------------------------------------------- coordinates
@@ -275,11 +297,11 @@ def test_native_export_is_what_the_shared_reader_reads(tmp_path, store):
     assert correction["metadata"]["screen_size"] == [1080, 2400]
 
 
-def test_abs_resized_export_scales_every_point_including_drag_ends(tmp_path):
+def test_abs_resized_export_scales_every_point_including_drag_ends(tmp_path, encoder):
     store = empty_store(tmp_path)
     import_source(store, folder_source(tmp_path, good_steps()), ImportOptions("folder", "norm1000"))
-    samples = store_samples(store, ExportOptions(coords="abs-resized", max_dim=1024))
-    geom = geometry(1080, 2400, ImageSettings(max_dim=1024))
+    samples = store_samples(store, ExportOptions(coords="abs-resized", max_dim=1024, encoder=encoder))
+    geom = encoder.with_options(max_dim=1024).geometry(1080, 2400)
     drag = json.loads(samples[2]["messages"][-1]["content"].split("<tool_call>")[1].split("</tool_call>")[0])
     start, end = drag["arguments"]["start_coordinate"], drag["arguments"]["end_coordinate"]
     assert start == [round(108 * geom.scale_x), round(480 * geom.scale_y)]
@@ -413,3 +435,22 @@ def test_cli_import_validate_export(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
     usage = cli("export", "--format", "mai-ui", "--coords", "abs-resized", "--out", tmp_path / "y", "--store", db)
     assert usage.returncode == 2 and "--max-dim" in usage.stderr
+
+
+def test_abs_resized_follows_the_chosen_encoder_not_a_default(tmp_path, encoder):
+    """Under another pixel budget the resized size changes, and the export's coordinates with it."""
+    store = empty_store(tmp_path)
+    import_source(store, folder_source(tmp_path, good_steps()), ImportOptions("folder", "norm1000"))
+    small = encoder.with_options(max_pixels=28 * 28 * 576)
+    samples = store_samples(store, ExportOptions(coords="abs-resized", encoder=small))
+    geom = small.geometry(1080, 2400)
+    assert (geom.resized_width, geom.resized_height) == (448, 992)
+    drag = json.loads(samples[2]["messages"][-1]["content"].split("<tool_call>")[1].split("</tool_call>")[0])
+    assert drag["arguments"]["end_coordinate"] == [round(972 * geom.scale_x), round(2280 * geom.scale_y)]
+
+
+def test_abs_resized_without_an_encoder_is_refused(tmp_path):
+    store = empty_store(tmp_path)
+    import_source(store, folder_source(tmp_path, good_steps()), ImportOptions("folder", "norm1000"))
+    with pytest.raises(ValueError, match="resized size"):
+        store_samples(store, ExportOptions(coords="abs-resized", max_dim=1024))

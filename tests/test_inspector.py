@@ -5,9 +5,11 @@ import zipfile
 
 import pytest
 
-from lora_core.qwen.chat import IGNORE_INDEX, IMAGE_PAD_ID, IM_END_ID, build_labels, render_chat
+from lora_core.qwen.chat import IGNORE_INDEX, build_labels, render_chat
+from lora_core.qwen.geometry import geometry
 from lora_core.data.datasets import extract_dataset_zip, parse_dataset_text, read_dataset
 from lora_core.analysis.masking import (
+    DEFAULT_MAX_LENGTH,
     TARGET,
     analyse_sample,
     inspect_sample,
@@ -25,9 +27,13 @@ MAI_UI = PEER_DATA / "mai-ui" / "messages"
 
 
 @pytest.fixture(scope="module")
-def model(embedded_info, tokenizer):
-    """(tokenizer, image settings, chat template) of the embedded checkpoint."""
-    return tokenizer, embedded_info.settings, embedded_info.chat_template
+def model(encoder):
+    """The embedded checkpoint's native encoder under a label mode and max_length (the seed's 6200 by default)."""
+
+    def under(mode="last", max_length=DEFAULT_MAX_LENGTH):
+        return encoder.with_options(mode=mode, max_length=max_length)
+
+    return under
 
 
 def fixture_sample(conv, folder) -> Sample:
@@ -76,26 +82,25 @@ def codes(findings):
 
 @pytest.mark.parametrize("conv", CONVERSATIONS, ids=lambda c: c["name"])
 @pytest.mark.parametrize("mode", ["last", "all"])
-def test_inspector_labels_equal_the_fixture(conv, mode, model, tmp_path):
-    ins = inspect_sample(fixture_sample(conv, tmp_path), *model, mode=mode, max_length=None)
+def test_inspector_labels_equal_the_fixture(conv, mode, model, special, tmp_path):
+    ins = inspect_sample(fixture_sample(conv, tmp_path), model(mode=mode, max_length=None))
     a = ins.analysis
     assert a.encoded.input_ids == conv["input_ids"]
     assert a.encoded.labels == conv[f"labels_{mode}"]
     assert ins.counts["trained"] == conv[f"trained_{mode}"]
     # the target colour is on exactly the trained tokens
     assert [c == TARGET for c in ins.classes] == [label != IGNORE_INDEX for label in conv[f"labels_{mode}"]]
-    assert ins.counts["image"] == conv["input_ids"].count(IMAGE_PAD_ID)
+    assert ins.counts["image"] == conv["input_ids"].count(special.image_pad)
     assert ins.counts["total"] == ins.counts["trained"] + ins.counts["masked"]
 
 
-def test_token_texts_rebuild_the_rendered_text(model, tmp_path):
-    tokenizer = model[0]
+def test_token_texts_rebuild_the_rendered_text(model, tokenizer, special, tmp_path):
     conv = CONVERSATIONS[0]  # Chinese text included
-    ins = inspect_sample(fixture_sample(conv, tmp_path), *model, max_length=None)
-    rendered = ins.analysis.rendered
+    ins = inspect_sample(fixture_sample(conv, tmp_path), model(max_length=None))
+    rendered = ins.analysis.encoded.rendered
     pieces = []
     for index, text in enumerate(ins.texts):
-        if ins.analysis.ids[index] == IMAGE_PAD_ID:
+        if ins.analysis.ids[index] == special.image_pad:
             if any(start == index for start, _ in rendered.image_spans):
                 pieces.append("<|image_pad|>")
         elif index not in ins.partial:
@@ -103,7 +108,7 @@ def test_token_texts_rebuild_the_rendered_text(model, tmp_path):
     assert "".join(pieces) == rendered.text
     # a character split over several byte-level tokens shows on the token that completes it
     ids = tokenizer("x 𠀀 y", add_special_tokens=False)["input_ids"]
-    texts, partial = token_texts(tokenizer, ids)
+    texts, partial = token_texts(tokenizer, ids, special.image_pad)
     assert partial and "".join(t for i, t in enumerate(texts) if i not in partial) == "x 𠀀 y"
 
 
@@ -112,10 +117,10 @@ def test_token_texts_rebuild_the_rendered_text(model, tmp_path):
 
 def test_target_cut_in_part_trains_nothing_in_mode_last(model, tmp_path):
     sample = with_image(tmp_path)
-    full = analyse_sample(sample, *model, max_length=None)
+    full = analyse_sample(sample, model(max_length=None))
     last = full.turns[-1].turn
     cut = last.ans_start + 5
-    a = analyse_sample(sample, *model, mode="last", max_length=cut)
+    a = analyse_sample(sample, model(mode="last", max_length=cut))
     assert a.cut == cut and a.truncated_target and a.zero_trained
     found = {f.code: f.text for f in a.verdicts}
     assert "cut after 5 of its" in found["target_cut"]
@@ -126,9 +131,9 @@ def test_target_cut_in_part_trains_nothing_in_mode_last(model, tmp_path):
 
 def test_target_cut_whole_makes_a_history_answer_the_target(model, tmp_path):
     sample = with_image(tmp_path)
-    full = analyse_sample(sample, *model, max_length=None)
-    image_start, image_end = full.rendered.image_spans[0]
-    a = analyse_sample(sample, *model, mode="last", max_length=image_end + 3)  # cut in the current user turn
+    full = analyse_sample(sample, model(max_length=None))
+    image_start, image_end = full.encoded.rendered.image_spans[0]
+    a = analyse_sample(sample, model(mode="last", max_length=image_end + 3))  # cut in the current user turn
     assert a.truncated_target and not a.zero_trained and a.trains_history_instead
     second = a.turns[1]
     assert a.trained_tokens == second.trained == second.turn.label_end - second.turn.ans_start
@@ -136,16 +141,16 @@ def test_target_cut_whole_makes_a_history_answer_the_target(model, tmp_path):
     assert "entirely after the cut" in found["target_cut"]
     assert "answer 2 (a history answer" in found["trains_history_instead"]
     # in mode all both history answers were picked anyway: nothing trains "instead", the target is still lost
-    everything = analyse_sample(sample, *model, mode="all", max_length=image_end + 3)
+    everything = analyse_sample(sample, model(mode="all", max_length=image_end + 3))
     assert everything.truncated_target and not everything.trains_history_instead
     assert everything.trained_tokens == sum(t.trained_full for t in everything.turns[:2])
 
 
 def test_cut_inside_an_image_says_the_sample_fails(model, tmp_path):
     sample = with_image(tmp_path)
-    full = analyse_sample(sample, *model, max_length=None)
-    start, end = full.rendered.image_spans[0]
-    a = analyse_sample(sample, *model, max_length=start + 10)
+    full = analyse_sample(sample, model(max_length=None))
+    start, end = full.encoded.rendered.image_spans[0]
+    a = analyse_sample(sample, model(max_length=start + 10))
     assert a.cut_inside_image == 0
     sentence = {f.code: f.text for f in a.verdicts}["cut_inside_image"]
     assert f"10 of its {end - start} pads" in sentence and "fails" in sentence
@@ -153,15 +158,15 @@ def test_cut_inside_an_image_says_the_sample_fails(model, tmp_path):
 
 def test_cut_between_im_end_and_newline_keeps_most_of_the_answer(model, tmp_path):
     sample = with_image(tmp_path)
-    full = analyse_sample(sample, *model, max_length=None)
+    full = analyse_sample(sample, model(max_length=None))
     last = full.turns[-1]
-    a = analyse_sample(sample, *model, max_length=last.turn.ans_end + 1)
+    a = analyse_sample(sample, model(max_length=last.turn.ans_end + 1))
     assert a.trained_tokens == last.trained_full - 1 and not a.zero_trained
     assert "keeps only" in {f.code: f.text for f in a.verdicts}["target_cut"]
 
 
 def test_a_sample_that_fits_says_so(model, tmp_path):
-    a = analyse_sample(with_image(tmp_path), *model, max_length=6200)
+    a = analyse_sample(with_image(tmp_path), model(max_length=6200))
     assert a.cut is None and not a.truncated_target
     assert {"trains", "fits"} <= codes(a.verdicts)
     assert not [f for f in a.findings if f.level in ("error", "warn")]
@@ -174,40 +179,40 @@ def text_sample(messages) -> Sample:
     return Sample(messages, [], "native")
 
 
-def test_pitfall_literal_im_end_in_an_answer(model):
-    a = analyse_sample(text_sample(chat(("user", "hi"), ("assistant", "done<|im_end|> and more"))), *model)
+def test_pitfall_literal_im_end_in_an_answer(model, special):
+    a = analyse_sample(text_sample(chat(("user", "hi"), ("assistant", "done<|im_end|> and more"))), model())
     assert "literal_im_end" in codes(a.pitfalls)
     # the scan stops at the literal token: "and more" is not trained
     turn = a.turns[-1].turn
-    assert a.ids[turn.ans_end] == IM_END_ID and a.trained_tokens == turn.label_end - turn.ans_start
+    assert a.ids[turn.ans_end] == special.im_end and a.trained_tokens == turn.label_end - turn.ans_start
     assert a.trained_tokens < len(a.ids) - turn.ans_start
 
 
 def test_pitfall_no_assistant_turn(model):
-    a = analyse_sample(text_sample(chat(("system", "s"), ("user", "hello"))), *model)
+    a = analyse_sample(text_sample(chat(("system", "s"), ("user", "hello"))), model())
     assert {"no_assistant_turn", "last_message_user"} <= codes(a.pitfalls)
     assert a.zero_trained
 
 
 def test_pitfall_empty_target(model):
-    a = analyse_sample(text_sample(chat(("user", "hello"), ("assistant", "  "))), *model)
+    a = analyse_sample(text_sample(chat(("user", "hello"), ("assistant", "  "))), model())
     assert "empty_target" in codes(a.pitfalls)
 
 
 def test_pitfall_last_message_is_a_user_turn(model):
-    a = analyse_sample(text_sample(chat(("user", "a"), ("assistant", "b"), ("user", "c"))), *model)
+    a = analyse_sample(text_sample(chat(("user", "a"), ("assistant", "b"), ("user", "c"))), model())
     sentence = {f.code: f.text for f in a.pitfalls}["last_message_user"]
     assert "answer 1" in sentence and a.trained_tokens > 0
 
 
 def test_pitfall_answer_longer_than_max_length(model):
-    a = analyse_sample(text_sample(chat(("user", "count"), ("assistant", " ".join(["word"] * 80)))), *model,
-                       max_length=40)
+    a = analyse_sample(text_sample(chat(("user", "count"), ("assistant", " ".join(["word"] * 80)))),
+                       model(max_length=40))
     assert "answer_too_long" in codes(a.pitfalls) and a.zero_trained
 
 
 def test_pitfall_leading_newline_merges_with_the_template(model):
-    a = analyse_sample(text_sample(chat(("user", "a"), ("assistant", "\nanswer"))), *model)
+    a = analyse_sample(text_sample(chat(("user", "a"), ("assistant", "\nanswer"))), model())
     assert "merged_newline" in codes(a.pitfalls)
 
 
@@ -215,7 +220,7 @@ def test_pitfall_image_inside_a_trained_answer(model, tmp_path):
     plain_image(tmp_path / "s.png", 64, 64)
     record = {"messages": [{"role": "user", "content": "draw"},
                            {"role": "assistant", "content": [{"type": "image", "image": "s.png"}]}]}
-    a = analyse_sample(normalize_record(record, tmp_path), *model)
+    a = analyse_sample(normalize_record(record, tmp_path), model())
     assert "image_in_answer" in codes(a.pitfalls)
 
 
@@ -235,13 +240,13 @@ def test_non_string_image_reference_gets_a_sentence(tmp_path):
 
 def test_literal_image_token_in_text_is_refused_with_a_sentence(model):
     with pytest.raises(SampleFormatError, match="literal text <\\|image_pad\\|>"):
-        analyse_sample(text_sample(chat(("user", "see <|image_pad|>"), ("assistant", "ok"))), *model)
+        analyse_sample(text_sample(chat(("user", "see <|image_pad|>"), ("assistant", "ok"))), model())
 
 
 def test_mai_ui_message_list_uses_the_placeholder_size(model):
     dataset = read_dataset(MAI_UI / "test_build_messages_with_multiple_history.json")
     sample = dataset.sample(0)
-    a = analyse_sample(sample, *model, placeholder_size=(1080, 2400))
+    a = analyse_sample(sample, model(), placeholder_size=(1080, 2400))
     assert dataset.form == "message list" and sample.source_format == "mai-ui"
     assert a.placeholder_images == len(sample.images) > 0
     assert "1080×2400" in {f.code: f.text for f in a.verdicts}["placeholder_images"]
@@ -253,53 +258,58 @@ def test_mai_ui_message_list_uses_the_placeholder_size(model):
 
 def test_switching_mode_marks_the_changed_tokens(model, tmp_path):
     sample = with_image(tmp_path)
-    last = inspect_sample(sample, *model, mode="last")
-    everything = inspect_sample(sample, *model, mode="all", compare_mode="last")
+    last = inspect_sample(sample, model(mode="last"))
+    everything = inspect_sample(sample, model(mode="all"), compare_mode="last")
     assert everything.counts["trained"] > last.counts["trained"]
     assert everything.counts["changed"] == everything.counts["trained"] - last.counts["trained"]
     history = everything.analysis.turns[0].turn
     assert set(range(history.ans_start, history.label_end)) <= everything.changed
 
 
-def test_loss_false_wins_over_mode_all(model):
+def test_loss_false_wins_over_mode_all(model, special):
     messages = chat(("user", "a"), ("assistant", "wrong"), ("user", "b"), ("assistant", "right"), loss={1: False})
-    a = analyse_sample(text_sample(messages), *model, mode="all")
+    a = analyse_sample(text_sample(messages), model(mode="all"))
     assert a.turns[0].trained == 0 and a.turns[0].status(a.cut) == "masked: loss false"
     assert a.turns[1].trained > 0
-    assert a.encoded.labels == build_labels(a.ids, "all", [False, None])
+    assert a.encoded.labels == build_labels(a.ids, special, "all", [False, None])
 
 
 # ---------------------------------------------------------------- history cost
 
 
-def test_history_variants_are_re_rendered_lengths(model, tmp_path):
-    tokenizer, settings, template = model
+def test_history_variants_are_re_rendered_lengths(model, tokenizer, special, embedded_info, tmp_path):
+    settings, template = embedded_info.settings, embedded_info.chat_template
+
+    def geometries(sizes):  # the checkpoint's own sizing, computed apart from the encoder
+        return [geometry(width, height, settings) for width, height in sizes]
+
     plain_image(tmp_path / "old.png", 1080, 2400)
     sample = with_image(tmp_path)
     # put an older screenshot before the first history answer
     sample.messages.insert(2, {"role": "user", "content": [{"type": "image"}]})
     sample.images.insert(0, tmp_path / "old.png")
-    ins = inspect_sample(sample, *model)
+    ins = inspect_sample(sample, model())
     cost = ins.history
     assert cost.history_images == 1 and cost.history_steps == 2
     parts = dict(cost.parts)
     assert sum(parts.values()) == ins.counts["total"]
-    assert parts["history screenshots"] == ins.analysis.rendered.image_spans[0][1] - ins.analysis.rendered.image_spans[0][0]
+    start, end = ins.analysis.encoded.rendered.image_spans[0]
+    assert parts["history screenshots"] == end - start
     sizes = sample.image_sizes()
     fewer, fewer_sizes = without_images(sample.messages, sizes, {0})
-    expected = len(render_chat(fewer, tokenizer, fewer_sizes, settings, template).input_ids)
+    expected = len(render_chat(fewer, tokenizer, geometries(fewer_sizes), special, template).input_ids)
     assert cost.screenshot_variants[0].length == expected
     assert cost.screenshot_variants[0].saved == ins.counts["total"] - expected
     no_history = [v for v in cost.step_variants if v.kept == 0][0]
     layout = sample_layout(sample.messages)
     trimmed = sample.messages[: layout.head_end] + sample.messages[layout.current_start:]
-    assert no_history.length == len(render_chat(trimmed, tokenizer, sizes[1:], settings, template).input_ids)
+    assert no_history.length == len(render_chat(trimmed, tokenizer, geometries(sizes[1:]), special, template).input_ids)
 
 
 def test_history_cost_of_mllm_demo(model):
     dataset = read_dataset(MLLM_DEMO)
     for index in range(len(dataset)):
-        ins = inspect_sample(dataset.sample(index), *model)
+        ins = inspect_sample(dataset.sample(index), model())
         assert sum(tokens for _, tokens in ins.history.parts) == ins.counts["total"]
 
 
@@ -311,8 +321,8 @@ def test_mllm_demo_reads_as_a_json_list(model):
     assert dataset.form == "JSON list" and len(dataset) == 6 and dataset.errors == 0
     sample = dataset.sample(0)
     assert sample.source_format == "llamafactory" and len(sample.images) == 2
-    ins = inspect_sample(sample, *model, mode="all")
-    assert ins.counts["trained"] > inspect_sample(sample, *model, mode="last").counts["trained"] > 0
+    ins = inspect_sample(sample, model(mode="all"))
+    assert ins.counts["trained"] > inspect_sample(sample, model(mode="last")).counts["trained"] > 0
 
 
 def test_jsonl_with_a_bad_line_names_it(tmp_path):
@@ -362,7 +372,7 @@ def test_missing_image_is_a_sentence(model, tmp_path):
               "images": ["gone.png"]}
     sample = parse_dataset_text(json.dumps(record), tmp_path, "pasted JSON").sample(0)
     with pytest.raises(ValueError, match="gone.png does not exist"):
-        analyse_sample(sample, *model)
+        analyse_sample(sample, model())
 
 
 def test_sharegpt_conversations_are_read(tmp_path):
@@ -412,9 +422,9 @@ def test_demo_trajectories_slice_into_samples(workspace):
 def test_token_view_has_one_chip_per_image_and_no_pad_spans(model, tmp_path):
     from ui.inspector import counts_html, rule_html, tokens_html
 
-    ins = inspect_sample(with_image(tmp_path), *model, mode="all", compare_mode="last")
+    ins = inspect_sample(with_image(tmp_path), model(mode="all"), compare_mode="last")
     page = tokens_html(ins)
-    start, end = ins.analysis.rendered.image_spans[0]
+    start, end = ins.analysis.encoded.rendered.image_spans[0]
     assert page.count('class="mi-chip') == 1 and f'data-n="{end - start}"' in page
     assert page.count('class="ki') == 0  # pads are drawn by the browser only when the chip is expanded
     assert page.count('class="kt') == ins.counts["trained"]
@@ -431,8 +441,8 @@ def test_token_view_marks_the_cut(model, tmp_path):
     from ui.inspector import tokens_html
 
     sample = with_image(tmp_path)
-    start, _ = analyse_sample(sample, *model, max_length=None).rendered.image_spans[0]
-    page = tokens_html(inspect_sample(sample, *model, max_length=start + 10))
+    start, _ = analyse_sample(sample, model(max_length=None)).encoded.rendered.image_spans[0]
+    page = tokens_html(inspect_sample(sample, model(max_length=start + 10)))
     assert page.count('id="mi-cut"') == 1 and "mi-cutin" in page and "✂ 10 kept" in page
 
 

@@ -4,7 +4,6 @@ import pytest
 from lora_core.training.config import (
     FIELDS,
     LLM_TARGETS,
-    PRESETS,
     SEED_VISION_TARGETS,
     VISION_TARGETS,
     ConfigError,
@@ -14,12 +13,10 @@ from lora_core.training.config import (
     effective_warmup,
     launch_problems,
     load_yaml_text,
-    preset,
     targets_from_text,
     targets_to_text,
-    uses_vision_lora,
-    with_vision_lora,
 )
+from lora_core.training.presets import PRESETS, preset, uses_vision_lora, with_vision_lora
 
 # Copied verbatim from the seed (field guide §7.1, §7.2, §8.6.2, and §8.3.1's "improved" block), comments included.
 SEED_7_1 = """\

@@ -2,9 +2,9 @@
 import pytest
 
 from lora_core.data.agent import format_answer
-from lora_core.training.evaluate import Truth, draw_predictions, ground_truth, score, summarize
+from lora_core.data.samples import Sample
 from lora_core.qwen.geometry import ImageSettings, geometry
-from lora_core.training.train import TrainSample
+from lora_core.training.evaluate import Truth, draw_predictions, ground_truth, score, summarize
 
 GEOM = geometry(1080, 2400, ImageSettings(max_dim=520))
 BOX = [100, 400, 300, 520]  # abs-original, target element
@@ -61,10 +61,10 @@ def test_summary_rates():
 
 
 def test_ground_truth_prefers_metadata_pixels(tmp_path):
-    sample = TrainSample("s1", "t1", [{"role": "user", "content": "go"},
-                                      {"role": "assistant", "content": answer({"action": "click",
-                                                                               "coordinate": [185, 192]})}],
-                         [], {"action_abs": {"action": "click", "coordinate": [200, 460]}, "target_box": BOX,
+    messages = [{"role": "user", "content": "go"},
+                {"role": "assistant", "content": answer({"action": "click", "coordinate": [185, 192]})}]
+    sample = Sample(messages, [], id="s1", source="t1",
+                    metadata={"action_abs": {"action": "click", "coordinate": [200, 460]}, "target_box": BOX,
                               "screen_size": [1080, 2400], "coordinate_space": "norm1000"})
     truth = ground_truth(sample, GEOM, "norm999")
     assert truth.point_px == (200.0, 460.0) and truth.box == BOX and truth.space == "norm1000"

@@ -3,7 +3,8 @@ import time
 
 import pytest
 
-from lora_core.training.config import dump_yaml, preset
+from lora_core.training.config import dump_yaml
+from lora_core.training.presets import preset
 from tests.test_run_config import SEED_7_2, SEED_8_6_2
 
 

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from lora_core.training.config import preset
+from lora_core.training.presets import preset
 from lora_core.training.log_diagnosis import KNOWN_WARNINGS, classify_failure, explain_line
 from lora_core.training.registry import RunError, RunManager, process_alive
 from lora_core.training.run_folder import RunFolder

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import pytest
 
 import app
-from lora_core.training.config import PRESETS, ConfigError, preset
+from lora_core.training.config import ConfigError
+from lora_core.training.presets import PRESETS, preset
 from ui.runs import (
     config_from_form,
     ctx_path_allowed,

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from lora_core.training.config import dump_yaml, preset
+from lora_core.training.config import dump_yaml
+from lora_core.training.presets import preset
 from lora_core.training.log_diagnosis import recognised_warnings
 from lora_core.training.registry import RUNNING_STATES, RunError, RunManager
 from tests.conftest import ROOT

@@ -5,7 +5,7 @@ import pytest
 
 from lora_core.qwen.chat import IMAGE_PAD_ID, encode_sample
 from lora_core.data.images import read_image_size
-from lora_core.training.config import preset
+from lora_core.training.presets import preset
 from lora_core.training.train import (
     PixelCache,
     RunFailure,

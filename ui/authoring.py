@@ -312,6 +312,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         if session is not None:
             session.export_coords = coords
             session.export_max_dim = int(max_dim) if max_dim and max_dim > 0 else None
+            session.encoder = ctx.encoder() if coords == "abs-resized" else None
         return session
 
     for component in (export_coords, export_max_dim):
@@ -332,7 +333,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
             return gr.update(), None
         try:
             options = ExportOptions(coords=coords, max_dim=max_dim, max_images=int(k or 1), val_ratio=float(ratio or 0),
-                                    seed=int(split_seed or 0))
+                                    seed=int(split_seed or 0), encoder=ctx.encoder())
             out = ctx.workspace / "authoring" / "exports" / f"{time.strftime('%Y%m%d-%H%M%S')}-{fmt}-{time.time_ns() % 10**6}"
             summary = export_store(ctx.store, out, fmt, options,
                                    lambda done, total, what: progress((done, total), desc=f"writing {what}"))
@@ -359,7 +360,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         workdir = Path(tempfile.mkdtemp(prefix="authoring-import-"))
         try:
             source = unpack(Path(path), workdir)
-            summary = import_source(ctx.store, source, ImportOptions(fmt, coords, max_dim),
+            summary = import_source(ctx.store, source, ImportOptions(fmt, coords, max_dim, encoder=ctx.encoder()),
                                     annotator=session.annotator if session else "import",
                                     progress=lambda d, t, w: progress((d, t), desc=f"checking {w}"))
         except (ImportRefused, ValueError, zipfile.BadZipFile) as error:

@@ -37,6 +37,12 @@ class AppContext:
             raise RuntimeError(f"The model {self.model_arg!r} could not be loaded: {self._model_error}")
         return self._model_info
 
+    def encoder(self, timeout: float = 120):
+        """The model's native encoder (tokenizer, template, special ids, image processor), built once."""
+        from lora_core.qwen.encoder import Encoder
+
+        return Encoder.from_checkpoint(self.model_info(timeout).path)
+
     def model_summary(self) -> str:
         try:
             info = self.model_info()

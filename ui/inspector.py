@@ -35,7 +35,6 @@ from lora_core.analysis.masking import (
     rule_description,
 )
 from lora_core.qwen.geometry import ImageSettings
-from lora_core.qwen.checkpoint import load_tokenizer
 from lora_core.analysis.resolution import preset_settings
 
 DEFAULT_SETTING = "max520"  # the run config's default max_dim
@@ -173,17 +172,18 @@ def turn_marks(ins: Inspection) -> dict[int, str]:
 
 
 def image_chip(ins: Inspection, number: int, start: int, end: int, cut: int | None) -> str:
-    geom = ins.analysis.rendered.geometries[number]
+    geom = ins.analysis.encoded.geometries[number]
     count = end - start
     columns = max(1, geom.grid_thw[2] // geom.settings.merge_size)
     cut_here = cut is not None and start < cut < end
-    title = (f"image {number + 1}: {count} pads (#{start}–#{end - 1}) · id 151655 · label −100 · "
+    title = (f"image {number + 1}: {count} pads (#{start}–#{end - 1}) · id {ins.analysis.special.image_pad} · label −100 · "
              f"{geom.width}×{geom.height} → {geom.resized_width}×{geom.resized_height}, grid "
              f"{'×'.join(map(str, geom.grid_thw))}; each pad is one {geom.settings.token_cell_size} px cell. "
              "Click to expand.")
     extra = f" ✂ {cut - start} kept" if cut_here else ""
     classes = "mi-chip" + (" mi-cutin" if cut_here else "") + (" d" if cut is not None and start >= cut else "")
     return (f'<span class="{classes}" data-image="{number + 1}" data-start="{start}" data-n="{count}" '
+            f'data-id="{ins.analysis.special.image_pad}" '
             f'data-cols="{columns}" data-cut="{cut if cut is not None else -1}" title="{html.escape(title)}">'
             f"▦ image {number + 1} ×{count}{extra}</span>")
 
@@ -192,12 +192,14 @@ def tokens_html(ins: Inspection) -> str:
     """The token view: one span per text token, one chip per image's pad run (expanded in the browser)."""
     a = ins.analysis
     ids, texts, classes = a.ids, ins.texts, ins.classes
-    labels, kept = a.encoded.labels, len(a.encoded.input_ids)
+    labels, kept = a.kept_labels, a.kept
     cut = a.cut
     marks = turn_marks(ins)
-    spans = {start: (number, end) for number, (start, end) in enumerate(a.rendered.image_spans)}
-    cut_mark = (f'<span class="mi-cut" id="mi-cut">✂ max_length {a.max_length:,}: the {len(ids) - kept:,} tokens '
-                "after this are dropped</span>") if cut is not None else ""
+    spans = {start: (number, end) for number, (start, end) in enumerate(a.image_spans)}
+    dropped = len(ids) - len(kept)
+    limit = f"max_length {a.max_length:,}" if a.max_length else "the recipe"
+    cut_mark = (f'<span class="mi-cut" id="mi-cut">✂ {limit}: {dropped:,} tokens from here on are dropped</span>'
+                if cut is not None else "")
     parts = []
     index, total = 0, len(ids)
     while index < total:
@@ -212,7 +214,7 @@ def tokens_html(ins: Inspection) -> str:
             continue
         if index == cut:
             parts.append(cut_mark)
-        label = labels[index] if index < kept else None
+        label = labels[index] if index in kept else None
         css = "k" + CLASS_CODES[classes[index]]
         if label is None:
             css += " d"
@@ -281,7 +283,7 @@ def rule_html(ins: Inspection) -> str:
     table = ("<table class='lab-table mi-turns'><thead><tr><th>turn</th><th>message</th><th>assistant start</th>"
              "<th>ans_start</th><th>ans_end</th><th>trained</th><th>status</th></tr></thead>"
              f"<tbody>{''.join(rows)}</tbody></table>") if rows else ""
-    return (f'<div class="mi-side"><h4>The rule</h4><p class="mi-rule">{html.escape(rule_description(a.mode, a.rendered.loss_overrides))}</p>'
+    return (f'<div class="mi-side"><h4>The rule</h4><p class="mi-rule">{html.escape(rule_description(a.mode, a.encoded.rendered.loss_overrides))}</p>'
             f"{table}<h4>Verdict</h4>{findings_html(a.verdicts, 'verdicts')}"
             f"<h4>Pitfalls</h4>{findings_html(a.pitfalls, 'pitfalls')}</div>")
 
@@ -316,11 +318,12 @@ def history_html(ins: Inspection) -> str:
 # ---------------------------------------------------------------- the preview handler
 
 
-def image_settings(ctx, setting_key: str):
-    model_settings = ctx.model_info().settings
-    for named in preset_settings(model_settings):
+def setting_encoder(ctx, setting_key: str, mode: str = "last", max_length=None):
+    """The model's encoder under the chosen image preset, label mode and max_length (native recipe)."""
+    encoder = ctx.encoder()
+    for named in preset_settings(encoder.checkpoint_settings):
         if named.key == setting_key:
-            return named.settings
+            return encoder.using(named.recipe.replace(mode=mode, max_length=max_length))
     raise ValueError(f"Unknown image setting {setting_key!r}.")
 
 
@@ -345,10 +348,9 @@ def positive_length(value) -> int:
 def inspect_source(ctx, source: Source, index: int, mode: str, max_length, setting_key: str, width, height,
                    compare_mode: str | None = None) -> Inspection:
     """One sample of a source through lora_core.analysis.masking; raises ValueError with a sentence."""
-    info = ctx.model_info()
     sample = source.dataset.sample(int(index))
-    return inspect_sample(sample, load_tokenizer(str(info.path)), image_settings(ctx, setting_key), info.chat_template,
-                          mode, positive_length(max_length), placeholder(width, height), compare_mode)
+    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length))
+    return inspect_sample(sample, encoder, placeholder(width, height), compare_mode)
 
 
 def preview(ctx, source: Source | None, index, mode, max_length, setting_key, width, height, shown):
@@ -465,15 +467,13 @@ def audit_plot(report: AuditReport):
 def run_audit(ctx, source: Source | None, mode, max_length, setting_key, width, height, progress=None) -> AuditReport:
     if source is None:
         raise ValueError("Load a dataset first.")
-    info = ctx.model_info()
+    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length))
 
     def step(done, total):
         if progress is not None and (done == total or done % 10 == 0):
             progress((done, total), desc="auditing samples")
 
-    return audit_dataset(source.dataset, load_tokenizer(str(info.path)), image_settings(ctx, setting_key),
-                         info.chat_template, mode, positive_length(max_length), placeholder(width, height),
-                         progress=step)
+    return audit_dataset(source.dataset, encoder, placeholder(width, height), progress=step)
 
 
 # ---------------------------------------------------------------- the tab
@@ -719,7 +719,7 @@ JS = """
     for (let k = 0; k < count; k++) {
       const i = start + k, dropped = cut >= 0 && i >= cut;
       const label = dropped ? 'dropped by max_length' : '\u2212100 (masked)';
-      cells.push(`<span class="ki${dropped ? ' d' : ''}" title="#${i} \u00b7 id 151655 \u00b7 label ${label} \u00b7 image ${image}, cell row ${Math.floor(k / columns)}, column ${k % columns}">\u25a6</span>`);
+      cells.push(`<span class="ki${dropped ? ' d' : ''}" title="#${i} \u00b7 id ${chip.dataset.id} \u00b7 label ${label} \u00b7 image ${image}, cell row ${Math.floor(k / columns)}, column ${k % columns}">\u25a6</span>`);
     }
     const grid = document.createElement('span');
     grid.className = 'mi-pads';

@@ -9,7 +9,8 @@ from pathlib import Path
 import gradio as gr
 from gradio.data_classes import FileData
 
-from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.qwen.geometry import ImageSettings
+from lora_core.qwen.recipes import NativeRecipe
 from lora_core.data.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
 from lora_core.analysis.resolution import (
     DEFAULT_MAX_LENGTH,
@@ -53,6 +54,16 @@ def screenshot_image(shot: Screenshot):
     return decoded(shot.path, Path(shot.path).stat().st_mtime)
 
 
+@lru_cache(maxsize=32)
+def cached_model_view(encoder, path: str, mtime: float, geom):
+    return encoder.model_view(decoded(path, mtime), geom)
+
+
+def model_view(encoder, shot: Screenshot, geom):
+    """The image processor's own pixels for this screenshot and setting (remembered across redraws)."""
+    return cached_model_view(encoder, shot.path, Path(shot.path).stat().st_mtime, geom)
+
+
 def demo_screenshot(ctx, name: str) -> Screenshot:
     screen = ctx.demo.screen(name)
     elements = {
@@ -66,7 +77,7 @@ def uploaded_screenshot(path: str, model_settings: ImageSettings) -> tuple[Scree
     image = open_screenshot(Path(path))  # raises ImageInputError with a sentence for the user
     width, height = image.size
     try:
-        geom = geometry(width, height, model_settings)
+        geom = NativeRecipe(model_settings).geometry(width, height)
     except ValueError:
         ratio = max(width, height) / min(width, height)
         raise ImageInputError(
@@ -88,7 +99,8 @@ def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_
         for name, value in (("max_dim", custom_max_dim), ("min_pixels", custom_min), ("max_pixels", custom_max)):
             if value is not None and value < 0:
                 raise ValueError(f"Custom {name} must be a positive number of pixels, not {value:g}.")
-        custom = model_settings.with_(
+        custom = NativeRecipe(
+            model_settings,
             max_dim=int(custom_max_dim) if custom_max_dim else None,
             min_pixels=int(custom_min or model_settings.min_pixels),
             max_pixels=int(custom_max or model_settings.max_pixels),
@@ -332,8 +344,9 @@ def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custo
     if shot is None:
         return None, "", "Pick a demo screenshot or upload one.", *blank_views
     try:
-        model_settings = ctx.model_info().settings
-        settings = chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max)
+        encoder = ctx.encoder()
+        settings = chosen_settings(encoder.checkpoint_settings, presets, use_custom, custom_max_dim, custom_min,
+                                   custom_max)
     except (RuntimeError, ValueError) as error:
         return gr.update(), "", f"⚠️ {error}", *blank_views
     if not settings:
@@ -345,8 +358,8 @@ def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custo
     for i in range(MAX_VIEWS):
         if i < len(reports) and reports[i].geometry is not None:
             g = reports[i].geometry
-            picture = render_model_view(image, g, show_patches=show_patches, show_tokens=show_tokens,
-                                        box=shot.box, point=shot.point)
+            picture = render_model_view(model_view(encoder, shot, g), g, show_patches=show_patches,
+                                        show_tokens=show_tokens, box=shot.box, point=shot.point)
             view_updates.append(gr.update(
                 value=picture, visible=True,
                 label=f"{reports[i].setting.label}: {g.resized_width}×{g.resized_height}, {g.visual_tokens:,} tokens"))
@@ -400,7 +413,7 @@ def analyse_dataset(ctx, files, small_key):
     summary = (f"<p>{len(sizes)} image(s). Visual tokens per image:</p><table class='lab-table'><thead><tr><th>setting</th>"
                f"<th>min</th><th>median</th><th>max</th><th>total</th></tr></thead><tbody>{rows}</tbody></table>")
     if targets:
-        small = targets_under_one_cell(targets, small_setting.settings)
+        small = targets_under_one_cell(targets, small_setting)
         listed = "".join(
             f"<tr><td>{html.escape(t.name)}</td><td>{html.escape(t.label)}</td><td>{t.box[2] - t.box[0]:.0f}×"
             f"{t.box[3] - t.box[1]:.0f}</td><td>{t.cells:.2f}</td></tr>" for t in small)

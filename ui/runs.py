@@ -12,20 +12,16 @@ import gradio as gr
 
 from lora_core.training.config import (
     FIELDS,
-    PRESETS,
     REPORTERS,
     ConfigError,
     RunConfig,
     config_from_dict,
-    diff_configs,
     dump_yaml,
     load_yaml_text,
-    preset,
     targets_from_text,
     targets_to_text,
-    uses_vision_lora,
-    with_vision_lora,
 )
+from lora_core.training.presets import PRESETS, diff_configs, preset, uses_vision_lora, with_vision_lora
 from lora_core.training.log_diagnosis import explain_log
 from lora_core.training.registry import RunError
 
@@ -599,7 +595,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         if ctx.demo_mode:
             loaded.config = ctx.runs.demo_limited(loaded.config)
         messages = "".join(f'<div data-field="config-message">{esc(m)}</div>' for m in loaded.messages())
-        return (*form_values(loaded.config), uses_vision_lora(loaded.config), loaded.config.unknown, messages)
+        return (*form_values(loaded.config), uses_vision_lora(loaded.config), loaded.config.extra_settings(), messages)
 
     def load_yaml_file(path):
         if not path:

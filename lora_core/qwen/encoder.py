@@ -153,13 +153,14 @@ class Encoder:
 
     def with_recipe(self, name: str, options: dict | None = None) -> "Encoder":
         recipe = make_recipe(name, self.checkpoint_settings, options)
-        return self._copy(recipe)
+        return self.using(recipe)
 
     def with_options(self, **options) -> "Encoder":
         """The same recipe with some options changed (e.g. mode, max_length, max_dim under native)."""
-        return self._copy(self.recipe.replace(**options))
+        return self.using(self.recipe.replace(**options))
 
-    def _copy(self, recipe: Recipe) -> "Encoder":
+    def using(self, recipe: Recipe) -> "Encoder":
+        """This checkpoint's encoder under another recipe object (same tokenizer and image processor)."""
         clone = Encoder(self.tokenizer, self.chat_template, recipe, self.special, self.checkpoint_path,
                         self.image_processor_config)
         clone.__dict__.update({k: v for k, v in self.__dict__.items() if k == "image_processor"})

@@ -24,10 +24,18 @@ class SpecialTokens:
     role_headers: dict  # role -> ids of "<|im_start|>{role}\n"
     think_start: int | None = None
     think_end: int | None = None
+    double_newline: tuple[int, ...] = ()  # the ids of "\n\n" (one token in Qwen's vocabulary)
 
     @property
     def assistant_header(self) -> tuple[int, ...]:
         return self.role_headers["assistant"]
+
+    @property
+    def empty_think_block(self) -> tuple[int, ...] | None:
+        """Ids of "<think>\n\n</think>\n\n", None when the tokenizer has no think tokens."""
+        if self.think_start is None or self.think_end is None or not self.double_newline:
+            return None
+        return (self.think_start, *self.double_newline, self.think_end, *self.double_newline)
 
     @property
     def structure(self) -> frozenset[int]:
@@ -88,6 +96,7 @@ def read_special_tokens(tokenizer, model_config: dict | None = None) -> SpecialT
         role_headers=headers,
         think_start=_optional_id(tokenizer, "<think>"),
         think_end=_optional_id(tokenizer, "</think>"),
+        double_newline=_ids(tokenizer, "\n\n"),
     )
 
 

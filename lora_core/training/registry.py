@@ -144,7 +144,7 @@ class RunManager:
         """Sentences saying why this config cannot launch here (empty when it can)."""
         from lora_core.training.config import launch_problems
 
-        problems = launch_problems(config, cuda_available())
+        problems = launch_problems(config, cuda_available(), demo=self.demo)
         if data_path is not None and self.demo:
             problems.append("The public demo trains on the demo trajectories only; it accepts no dataset path.")
         elif data_path is not None and not Path(data_path).is_file():

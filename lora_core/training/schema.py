@@ -1,23 +1,19 @@
-"""RunConfig: one LoRA run's settings, read and written as YAML in the seed's schema.
+"""The run config's schema: FIELDS (one table of YAML keys: defaults, form, checks), the RunConfig it makes, the
+parsing of each value, and which `training.sft` keys pass through to `transformers.TrainingArguments`.
 
 The seed's configs (§7.1, §7.2, §8.6.2) nest `training.lora.*`, `training.sft.*` and put the memory and
 data flags (`gradient_checkpointing`, `use_4bit`, `max_images_per_sample`, `max_dim`) directly under
-`training`. This module reads that schema as written, adds a few keys of its own (listed in FIELDS with
-`extension=True`), hands any other `training.sft` key that names a `transformers.TrainingArguments` field
-through to it (lora_core.training.arguments builds them), reports every other key instead of ignoring it, and
-writes it all back. FIELDS is the one table: the section dataclasses, the form and the YAML order come from it.
+`training`. FIELDS lists those keys plus a few of ours (`extension=True`); the section dataclasses are made
+from it. Reading and writing YAML is lora_core.training.config.
 """
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import math
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
-
-import yaml
 
 LLM_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LLM_ATTENTION_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -46,12 +42,12 @@ RUN_OWNED_ARGUMENTS = {
 SCHEMA_SPELLINGS = {"activation_checkpointing": "training.gradient_checkpointing",
                     "gradient_checkpointing": "training.gradient_checkpointing",
                     "activation_checkpointing_kwargs": "training.sft.gradient_checkpointing_kwargs"}
-# The training.sft keys the public demo lets a user change (everything else stays at its default there).
+# The training.sft keys the public demo lets a user change; every other one stays at its default there.
 DEMO_SFT_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                  "per_device_eval_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps",
-                 "warmup_ratio", "weight_decay", "max_grad_norm", "logging_steps", "eval_strategy", "eval_steps",
-                 "save_strategy", "save_steps", "save_total_limit", "load_best_model_at_end",
-                 "metric_for_best_model", "seed", "label_mode", "max_length")
+                 "warmup_ratio", "weight_decay", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
+                 "logging_steps", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
+                 "load_best_model_at_end", "metric_for_best_model", "seed", "label_mode", "max_length")
 
 
 class ConfigError(ValueError):
@@ -185,10 +181,12 @@ KIND_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "choice": st
 
 
 def section_class(name: str, prefix: str):
+    """A dataclass of the FIELDS rows under `prefix`, each defaulting to a fresh copy of the row's default."""
     rows = [f for f in FIELDS if f.section == prefix]
-    return make_dataclass(name, [(f.key, KIND_TYPES[f.kind] | None if f.nullable else KIND_TYPES[f.kind],
-                                  field(default_factory=functools.partial(copy.deepcopy, f.default))) for f in rows],
-                          module=__name__)
+    made = make_dataclass(name, [(f.key, KIND_TYPES[f.kind] | None if f.nullable else KIND_TYPES[f.kind],
+                                  field(default_factory=functools.partial(copy.deepcopy, f.default))) for f in rows])
+    made.__module__ = __name__
+    return made
 
 
 LoraSection = section_class("LoraSection", "training.lora")
@@ -276,17 +274,22 @@ def training_argument_types() -> dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
-def refuse_run_owned(key: str) -> None:
-    """ConfigError when training.sft.<key> is one the run sets itself or the schema writes elsewhere."""
+def run_owned_reason(key: str) -> str | None:
+    """Why training.sft.<key> cannot be written in the YAML (the run sets it, or the schema spells it
+    elsewhere); None when it can."""
     owner = RUN_OWNED_ARGUMENTS["push_to_hub"] if key.startswith("hub_") else RUN_OWNED_ARGUMENTS.get(key)
     if owner:
-        raise ConfigError(f"{SFT}{key} is set by the run itself (from {owner}); remove it from the YAML.")
+        return f"{SFT}{key} is set by the run itself (from {owner}); remove it from the YAML."
     if key in SCHEMA_SPELLINGS:
-        raise ConfigError(f"{SFT}{key} is written {SCHEMA_SPELLINGS[key]} in this schema; set it there instead.")
+        return f"{SFT}{key} is written {SCHEMA_SPELLINGS[key]} in this schema; set it there instead."
+    return None
 
 
 def is_training_argument(key: str) -> bool:
-    refuse_run_owned(key)
+    """Whether training.sft.<key> passes through to TrainingArguments; ConfigError for a key the run sets."""
+    reason = run_owned_reason(key)
+    if reason:
+        raise ConfigError(reason)
     return key in training_argument_types()
 
 

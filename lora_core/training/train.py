@@ -193,55 +193,11 @@ def make_callback(folder: RunFolder, started: float, is_main: bool):
     return RunFolderCallback()
 
 
-def checkpointing_argument(arguments_class, enabled: bool) -> dict:
-    """transformers 5.2x calls it activation_checkpointing; earlier 5.x releases gradient_checkpointing."""
-    if "activation_checkpointing" in arguments_class.__dataclass_fields__:
-        return {"activation_checkpointing": enabled}
-    return {"gradient_checkpointing": enabled}
-
-
 def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
-    from transformers import TrainingArguments
+    """The run's TrainingArguments; a training.sft value TrainingArguments refuses raises ConfigError naming it."""
+    from lora_core.training.arguments import build_training_arguments
 
-    from lora_core.training.config import effective_warmup
-
-    sft = config.sft
-    eval_strategy = sft.eval_strategy if has_eval else "no"
-    return TrainingArguments(
-        output_dir=str(folder.path),
-        per_device_train_batch_size=sft.per_device_train_batch_size,
-        per_device_eval_batch_size=sft.per_device_eval_batch_size,
-        gradient_accumulation_steps=sft.gradient_accumulation_steps,
-        num_train_epochs=sft.num_train_epochs,
-        max_steps=sft.max_steps,
-        learning_rate=sft.learning_rate,
-        lr_scheduler_type=sft.lr_scheduler_type,
-        warmup_steps=effective_warmup(config),
-        weight_decay=sft.weight_decay,
-        max_grad_norm=sft.max_grad_norm,
-        logging_steps=sft.logging_steps,
-        logging_first_step=True,
-        eval_strategy=eval_strategy,
-        eval_steps=sft.eval_steps,
-        save_strategy=sft.save_strategy,
-        save_steps=sft.save_steps,
-        save_total_limit=sft.save_total_limit,
-        load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
-        metric_for_best_model=sft.metric_for_best_model,
-        bf16=sft.bf16,
-        fp16=sft.fp16 and not sft.bf16,
-        use_cpu=not cuda,
-        seed=sft.seed,
-        **checkpointing_argument(TrainingArguments, config.training.gradient_checkpointing),
-        report_to="none" if sft.report_to == ["none"] else sft.report_to,
-        run_name=folder.path.name,
-        remove_unused_columns=False,
-        label_names=["labels"],
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        prediction_loss_only=True,
-        include_num_input_tokens_seen="non_padding",  # tokens/s in metrics.jsonl
-    )
+    return build_training_arguments(config, str(folder.path), folder.path.name, has_eval, cuda)
 
 
 # ----------------------------------------------------------------- the run

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from lora_core.qwen.geometry import ImageSettings
 from lora_core.qwen.recipes.base import OptionSpec, Recipe, RecipeEncoding, RecipeError
+from lora_core.qwen.recipes.llamafactory import LlamaFactoryRecipe
 from lora_core.qwen.recipes.native import NativeRecipe
+from lora_core.qwen.recipes.swift import SwiftRecipe
 
-RECIPES: dict[str, type[Recipe]] = {NativeRecipe.name: NativeRecipe}
+RECIPES: dict[str, type[Recipe]] = {NativeRecipe.name: NativeRecipe, LlamaFactoryRecipe.name: LlamaFactoryRecipe,
+                                    SwiftRecipe.name: SwiftRecipe}
 
 
 def make_recipe(name: str, checkpoint: ImageSettings, options: dict | None = None) -> Recipe:
@@ -26,4 +29,4 @@ def parse_option_pairs(pairs) -> dict:
 
 
 __all__ = ["OptionSpec", "Recipe", "RecipeEncoding", "RecipeError", "RECIPES", "make_recipe", "parse_option_pairs",
-           "NativeRecipe"]
+           "NativeRecipe", "LlamaFactoryRecipe", "SwiftRecipe"]

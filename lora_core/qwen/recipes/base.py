@@ -159,3 +159,16 @@ class Recipe:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options})"
+
+
+def block_roles(input_ids: Sequence[int], special: SpecialTokens) -> list[tuple[int, str]]:
+    """(position of <|im_start|>, role) of each template block, in order."""
+    return [(position, special.role_at(input_ids, position))
+            for position, token in enumerate(input_ids) if token == special.im_start]
+
+
+def last_message_loss(messages: Sequence[dict]) -> bool | None:
+    """The final message's `loss` flag when the final message is an assistant answer."""
+    if messages and messages[-1].get("role") == "assistant":
+        return messages[-1].get("loss")
+    return None

@@ -1,0 +1,84 @@
+"""transformers.TrainingArguments for a run: the fields the run owns, the seed's keys, then the `training.sft`
+pass-through keys, judged by TrainingArguments itself. A value it refuses becomes a ConfigError naming the key."""
+from __future__ import annotations
+
+from lora_core.training.config import SFT, ConfigError, RunConfig, effective_warmup, run_owned_reason
+
+# The run's choices that a training.sft key may replace.
+RUN_DEFAULTS = {"logging_first_step": True, "dataloader_num_workers": 0, "disable_tqdm": True,
+                "include_num_input_tokens_seen": "non_padding"}  # tokens/s in metrics.jsonl
+# What TrainingArguments raises on a value it refuses.
+REFUSALS = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError)
+# Checked against the GPU, or switching torch's TF32 mode process-wide: the launch check leaves them to the run.
+GPU_ARGUMENTS = ("tf32", "torch_compile", "torch_compile_backend", "torch_compile_mode")
+
+
+def run_owned_arguments(output_dir: str, run_name: str, cuda: bool) -> dict:
+    return {"output_dir": output_dir, "run_name": run_name, "use_cpu": not cuda, "label_names": ["labels"],
+            "remove_unused_columns": False,  # the collator reads the items whole
+            "prediction_loss_only": True}
+
+
+def user_arguments(config: RunConfig, has_eval: bool) -> dict:
+    """The config's TrainingArguments values, keyed by field, in the order a refusal is looked for."""
+    from lora_core.training.schema import FIELDS, training_argument_types
+
+    sft, known = config.sft, training_argument_types()
+    values = {f.key: getattr(sft, f.key) for f in FIELDS if f.section == "training.sft" and f.key in known}
+    eval_strategy = sft.eval_strategy if has_eval else "no"
+    values.update(eval_strategy=eval_strategy, warmup_steps=effective_warmup(config),
+                  load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
+                  fp16=sft.fp16 and not sft.bf16, report_to="none" if sft.report_to == ["none"] else sft.report_to,
+                  activation_checkpointing=config.training.gradient_checkpointing)
+    for key, value in config.passthrough.items():
+        if run_owned_reason(key):
+            raise ConfigError(run_owned_reason(key))
+        values[key] = value
+    return values
+
+
+def yaml_path(key: str) -> str:
+    return "training.gradient_checkpointing" if key == "activation_checkpointing" else SFT + key
+
+
+def build_training_arguments(config: RunConfig, output_dir: str, run_name: str, has_eval: bool, cuda: bool):
+    from transformers import TrainingArguments
+
+    owned = run_owned_arguments(output_dir, run_name, cuda)
+    user = user_arguments(config, has_eval)
+    try:
+        return TrainingArguments(**{**RUN_DEFAULTS, **user, **owned})
+    except REFUSALS as error:
+        raise ConfigError(refusal({**RUN_DEFAULTS, **owned}, user, error)) from None
+
+
+def refusal(base: dict, user: dict, error: Exception) -> str:
+    """One sentence: the first key whose value TrainingArguments refuses (added one at a time), and why."""
+    from transformers import TrainingArguments
+
+    tried = dict(base)
+    for key, value in user.items():
+        tried[key] = value
+        try:
+            TrainingArguments(**tried)
+        except REFUSALS as refused:
+            return f"{yaml_path(key)} is {value!r}, which TrainingArguments refuses: {reason(refused)}"
+    return f"TrainingArguments refuses this config: {reason(error)}"
+
+
+def reason(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def argument_problems(config: RunConfig, cuda: bool) -> list[str]:
+    """TrainingArguments' verdict before a launch, built on the CPU so the app process opens no CUDA context."""
+    probe = config.copy()
+    if cuda:
+        for key in GPU_ARGUMENTS:
+            probe.passthrough.pop(key, None)
+    try:
+        build_training_arguments(probe, "launch-check", "launch-check", config.data.val_fraction > 0, cuda=False)
+    except ConfigError as error:
+        return [str(error)]
+    return []
