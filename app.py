@@ -83,6 +83,9 @@ def build_app(ctx):
     with gr.Blocks(title=APP_TITLE) as blocks:
         gr.Markdown(f"# {APP_TITLE}")
         model_line = gr.Markdown("**Model:** preparing…", elem_id="model-summary")
+        from ui import recipe
+
+        ctx.recipe_bar = recipe.build(ctx, blocks)  # shared by the tabs that show trainer numbers
         with gr.Tabs():
             for title, tab_id, module in tab_modules():
                 with gr.Tab(title, id=tab_id):

@@ -7,7 +7,7 @@ import pytest
 
 from lora_core.analysis.audit import audit_dataset
 from lora_core.data.datasets import read_dataset
-from lora_core.analysis.masking import analyse_sample
+from lora_core.analysis.masking import DEFAULT_MAX_LENGTH, analyse_sample
 from tests.conftest import PEER_DATA, ROOT
 from tests.images import plain_image
 
@@ -49,8 +49,13 @@ def crafted(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model(embedded_info, tokenizer):
-    return tokenizer, embedded_info.settings.with_(max_dim=1024), embedded_info.chat_template
+def model(encoder):
+    """The native encoder at max side 1024 under a label mode and max_length (the seed's 6200 by default)."""
+
+    def under(mode="last", max_length=DEFAULT_MAX_LENGTH):
+        return encoder.with_options(mode=mode, max_length=max_length, max_dim=1024)
+
+    return under
 
 
 EXPECTED_TOTALS = {"samples": 8, "read": 6, "errors": 2, "distinct": 5, "zero_trained": 3, "truncated": 3,
@@ -59,7 +64,7 @@ EXPECTED_TOTALS = {"samples": 8, "read": 6, "errors": 2, "distinct": 5, "zero_tr
 
 def test_audit_counts_on_a_crafted_dataset(crafted, model):
     calls = []
-    report = audit_dataset(read_dataset(crafted), *model, mode="last", max_length=MAX_LENGTH,
+    report = audit_dataset(read_dataset(crafted), model(mode="last", max_length=MAX_LENGTH),
                            progress=lambda done, total: calls.append((done, total)))
     assert {key: report.totals[key] for key in EXPECTED_TOTALS} == EXPECTED_TOTALS
     assert calls[-1] == (8, 8) and len(calls) == 8
@@ -77,16 +82,16 @@ def test_audit_counts_on_a_crafted_dataset(crafted, model):
 
 def test_audit_rows_agree_with_the_inspector(crafted, model):
     dataset = read_dataset(crafted)
-    report = audit_dataset(dataset, *model, mode="all", max_length=MAX_LENGTH)
+    report = audit_dataset(dataset, model(mode="all", max_length=MAX_LENGTH))
     for index in (0, 1, 2, 3):
-        analysis = analyse_sample(dataset.sample(index), *model, mode="all", max_length=MAX_LENGTH)
+        analysis = analyse_sample(dataset.sample(index), model(mode="all", max_length=MAX_LENGTH))
         row = report.rows[index]
         assert (row.length, row.trained_tokens, row.truncated_target) == (
             len(analysis.ids), analysis.trained_tokens, analysis.truncated_target)
 
 
 def test_image_tokens_per_setting_come_from_geometry(crafted, model):
-    report = audit_dataset(read_dataset(crafted), *model, max_length=MAX_LENGTH)
+    report = audit_dataset(read_dataset(crafted), model(max_length=MAX_LENGTH))
     by_key = {s["key"]: s for s in report.by_setting}
     # one 1080×2400 screenshot among the readable samples: 448 pads at 1024, 112 at 520, 2550 at the model default
     assert by_key["current"]["image_tokens_total"] == 448
@@ -97,7 +102,7 @@ def test_image_tokens_per_setting_come_from_geometry(crafted, model):
 
 
 def test_mllm_demo_audits(model):
-    report = audit_dataset(read_dataset(MLLM_DEMO), *model, mode="all")
+    report = audit_dataset(read_dataset(MLLM_DEMO), model(mode="all"))
     assert report.totals["read"] == 6 and report.totals["errors"] == 0 and report.totals["zero_trained"] == 0
     assert report.form == "JSON list"
 

@@ -1,4 +1,6 @@
 """RunConfig: the seed's own YAML examples load as written and round-trip; unknown keys are reported."""
+import re
+
 import pytest
 
 from lora_core.training.config import (
@@ -275,3 +277,104 @@ def test_load_best_needs_matching_save_and_eval_steps():
 
 def test_fields_cover_every_setting():
     assert {f.path for f in FIELDS} == dataclass_paths()
+
+
+# ----------------------------------------------------------------- training.sft pass-through (issue #8)
+
+PASSTHROUGH_YAML = SEED_7_1 + """\
+    optim: adafactor
+    dataloader_num_workers: 2
+    tf32: false
+    torch_compile: true
+    gradient_checkpointing_kwargs:
+      use_reentrant: false
+    adam_epsilon: 1e-7
+"""
+
+
+def test_training_arguments_fields_pass_through_and_round_trip():
+    loaded = load_yaml_text(PASSTHROUGH_YAML)
+    config = loaded.config
+    assert loaded.unknown_keys == []
+    assert config.passthrough == {"optim": "adafactor", "dataloader_num_workers": 2, "tf32": False,
+                                  "torch_compile": True, "gradient_checkpointing_kwargs": {"use_reentrant": False},
+                                  "adam_epsilon": 1e-7}  # YAML 1.1 reads 1e-7 as text; the field is a float
+    assert config.get("training.sft.optim") == "adafactor"
+    written = dump_yaml(config)
+    assert load_yaml_text(written).config == config
+    assert written.index("label_mode:") < written.index("optim: adafactor") < written.index("gradient_checkpointing:")
+
+
+@pytest.mark.parametrize("key", ["output_dir", "logging_dir", "run_name", "label_names", "use_cpu",
+                                 "remove_unused_columns", "prediction_loss_only", "deepspeed", "fsdp_config",
+                                 "resume_from_checkpoint", "push_to_hub", "hub_model_id", "hub_token"])
+def test_fields_the_run_sets_are_refused(key):
+    with pytest.raises(ConfigError, match=rf"training\.sft\.{key} is set by the run, not the YAML"):
+        load_yaml_text(f"training:\n  sft:\n    {key}: x\n")
+
+
+def test_checkpointing_is_written_where_the_seed_writes_it():
+    with pytest.raises(ConfigError, match=r"training\.sft\.activation_checkpointing is written "
+                                          r"training\.gradient_checkpointing"):
+        load_yaml_text("training:\n  sft:\n    activation_checkpointing: true\n")
+
+
+@pytest.mark.parametrize("key", ["training.sft.optimm", "training.optim"])
+def test_unknown_keys_suggest_a_training_arguments_field(key):
+    section, name = key.rsplit(".", 1)
+    text = "training:\n  sft:\n    optimm: sgd\n" if section == "training.sft" else f"training:\n  {name}: sgd\n"
+    loaded = load_yaml_text(text)
+    assert loaded.unknown_keys == [key] and loaded.config.passthrough == {}
+    assert loaded.messages()[0].endswith("Did you mean training.sft.optim?")
+
+
+def test_demo_accepts_only_its_listed_keys(tmp_path):
+    from lora_core.training.registry import RunManager
+
+    allowed = load_yaml_text(SEED_7_1 + "    adam_beta1: 0.85\n    warmup_steps: 3\n").config
+    assert launch_problems(allowed, cuda_available=False, demo=True) == []
+    outside = load_yaml_text(SEED_7_1 + "    optim: sgd\n    bf16: true\n").config
+    problems = launch_problems(outside, cuda_available=False, demo=True)
+    assert [p.split(" ")[0] for p in problems] == ["training.sft.bf16", "training.sft.optim"]
+    assert all("cannot be changed in the public demo" in p for p in problems)
+    assert launch_problems(outside, cuda_available=False) == []  # outside the demo both are fine
+    assert RunManager(tmp_path, demo=True).preflight(outside)[:2] == problems
+
+
+SEED_ONLY_SFT = "training:\n  sft:\n"
+
+
+@pytest.mark.parametrize("written, expected", [
+    ({"eval_strategy": '"no"'}, {"load_best_model_at_end": False, "metric_for_best_model": None,
+                                  "save_strategy": "steps"}),
+    ({"eval_strategy": "epoch"}, {"save_strategy": "epoch", "load_best_model_at_end": True}),
+    ({"save_strategy": "epoch"}, {"eval_strategy": "epoch", "load_best_model_at_end": True}),
+    ({"save_strategy": '"no"'}, {"eval_strategy": "steps", "load_best_model_at_end": False}),
+    ({"eval_steps": 30}, {"save_steps": 30, "load_best_model_at_end": True}),
+    ({"save_steps": 25}, {"eval_steps": 25, "load_best_model_at_end": True}),
+    ({"save_steps": 25, "eval_steps": 10}, {"load_best_model_at_end": False}),
+    ({"eval_strategy": '"no"', "load_best_model_at_end": "false", "metric_for_best_model": "eval_loss"},
+     {"metric_for_best_model": "eval_loss"}),
+])
+def test_evaluation_defaults_follow_what_the_user_wrote(written, expected):
+    text = SEED_ONLY_SFT + "".join(f"    {key}: {value}\n" for key, value in written.items())
+    loaded = load_yaml_text(text)
+    sft = loaded.config.sft
+    assert {key: getattr(sft, key) for key in expected} == expected
+    assert launch_problems(loaded.config, cuda_available=False) == []
+    changed = [key for key, value in expected.items() if key not in written and value != getattr(RunConfig().sft, key)]
+    assert all(any(note.startswith(f"training.sft.{key} is ") for note in loaded.notes) for key in changed)
+
+
+@pytest.mark.parametrize("written, message", [
+    ({"eval_strategy": '"no"', "load_best_model_at_end": "true"}, "load_best_model_at_end needs evaluation"),
+    ({"eval_strategy": "steps", "save_strategy": "epoch", "load_best_model_at_end": "true"},
+     r"needs save_strategy \(epoch\) to equal eval_strategy \(steps\)"),
+    ({"save_steps": 25, "eval_steps": 10, "load_best_model_at_end": "true"}, "multiple of eval_steps"),
+])
+def test_contradictory_written_pairs_get_a_sentence(written, message):
+    text = SEED_ONLY_SFT + "".join(f"    {key}: {value}\n" for key, value in written.items())
+    config = load_yaml_text(text).config
+    assert config.sft.load_best_model_at_end is True  # written values stay as written
+    problems = launch_problems(config, cuda_available=False)
+    assert len(problems) == 1 and re.search(message, problems[0])

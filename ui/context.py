@@ -20,6 +20,7 @@ class AppContext:
         self._model_info: ModelInfo | None = None
         self._model_error: Exception | None = None
         self._model_ready = threading.Event()
+        self.recipe_bar = None  # ui.recipe.RecipeBar, set when the page is built
         threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
 
     def _resolve_model(self) -> None:

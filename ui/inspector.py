@@ -318,12 +318,21 @@ def history_html(ins: Inspection) -> str:
 # ---------------------------------------------------------------- the preview handler
 
 
-def setting_encoder(ctx, setting_key: str, mode: str = "last", max_length=None):
-    """The model's encoder under the chosen image preset, label mode and max_length (native recipe)."""
+def setting_encoder(ctx, setting_key: str, mode: str = "last", max_length=None, recipe: str | None = None,
+                    recipe_options: str | None = None):
+    """The model's encoder under the chosen recipe. Under native: the image preset, label mode and max_length
+    of this tab; under a peer recipe: that peer's own options (from the recipe bar)."""
+    if recipe and recipe != "native":
+        from ui.recipe import recipe_encoder
+
+        return recipe_encoder(ctx, recipe, recipe_options)
+    from lora_core.qwen.recipes import options_from_text
+
     encoder = ctx.encoder()
+    extra = options_from_text("native", recipe_options) if recipe_options else {}
     for named in preset_settings(encoder.checkpoint_settings):
         if named.key == setting_key:
-            return encoder.using(named.recipe.replace(mode=mode, max_length=max_length))
+            return encoder.using(named.recipe.replace(**{"mode": mode, "max_length": max_length, **extra}))
     raise ValueError(f"Unknown image setting {setting_key!r}.")
 
 
@@ -346,22 +355,25 @@ def positive_length(value) -> int:
 
 
 def inspect_source(ctx, source: Source, index: int, mode: str, max_length, setting_key: str, width, height,
-                   compare_mode: str | None = None) -> Inspection:
+                   compare_mode: str | None = None, recipe: str | None = None,
+                   recipe_options: str | None = None) -> Inspection:
     """One sample of a source through lora_core.analysis.masking; raises ValueError with a sentence."""
     sample = source.dataset.sample(int(index))
-    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length))
+    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length), recipe, recipe_options)
     return inspect_sample(sample, encoder, placeholder(width, height), compare_mode)
 
 
-def preview(ctx, source: Source | None, index, mode, max_length, setting_key, width, height, shown):
+def preview(ctx, source: Source | None, index, mode, max_length, setting_key, width, height, shown,
+            recipe: str | None = None, recipe_options: str | None = None):
     """Handler: (counts, tokens, side panel, history, shown-state). Errors become a warning and a sentence."""
     blank = ("", "", "", "")
     if source is None or index is None:
         return (*blank, None)
-    view = (source.key, int(index), max_length, setting_key, width, height)
+    view = (source.key, int(index), max_length, setting_key, width, height, recipe, recipe_options)
     compare = shown["mode"] if shown and shown["view"] == list(view) and shown["mode"] != mode else None
     try:
-        ins = inspect_source(ctx, source, index, mode, max_length, setting_key, width, height, compare)
+        ins = inspect_source(ctx, source, index, mode, max_length, setting_key, width, height, compare, recipe,
+                             recipe_options)
     except Exception as error:  # a sentence for the user, never a traceback; the app keeps working
         message = str(error) if isinstance(error, (ValueError, OSError, RuntimeError)) else \
             f"This sample could not be inspected ({type(error).__name__}: {error})."
@@ -464,10 +476,11 @@ def audit_plot(report: AuditReport):
     return figure
 
 
-def run_audit(ctx, source: Source | None, mode, max_length, setting_key, width, height, progress=None) -> AuditReport:
+def run_audit(ctx, source: Source | None, mode, max_length, setting_key, width, height, progress=None,
+              recipe: str | None = None, recipe_options: str | None = None) -> AuditReport:
     if source is None:
         raise ValueError("Load a dataset first.")
-    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length))
+    encoder = setting_encoder(ctx, setting_key, mode, positive_length(max_length), recipe, recipe_options)
 
     def step(done, total):
         if progress is not None and (done == total or done % 10 == 0):
@@ -542,7 +555,10 @@ def build(ctx, blocks: gr.Blocks) -> None:
                                 elem_id="mi-problems")
         audit_file = gr.File(label="Audit as JSON", interactive=False)
 
-    view_inputs = [source_state, sample_choice, mode, max_length, setting, placeholder_w, placeholder_h, shown_state]
+    bar = ctx.recipe_bar
+    recipe_inputs = bar.inputs if bar is not None else []
+    view_inputs = [source_state, sample_choice, mode, max_length, setting, placeholder_w, placeholder_h, shown_state,
+                   *recipe_inputs]
     view_outputs = [counts, tokens, side, history, shown_state]
 
     def show(*args):
@@ -575,13 +591,18 @@ def build(ctx, blocks: gr.Blocks) -> None:
         store_button.click(loaded(lambda: store_source(ctx)), None, load_outputs).then(show, view_inputs, view_outputs)
     for component in (sample_choice, mode, setting):
         component.input(show, view_inputs, view_outputs)
+    if bar is not None:
+        bar.name.change(show, view_inputs, view_outputs)
+        bar.options.blur(show, view_inputs, view_outputs)
     for component in (max_length, placeholder_w, placeholder_h):
         component.submit(show, view_inputs, view_outputs)
         component.blur(show, view_inputs, view_outputs)
 
-    def audit(source, mode_value, length, setting_key, width, height, progress=gr.Progress()):
+    def audit(source, mode_value, length, setting_key, width, height, recipe=None, recipe_options=None,
+              progress=gr.Progress()):
         try:
-            report = run_audit(ctx, source, mode_value, length, setting_key, width, height, progress)
+            report = run_audit(ctx, source, mode_value, length, setting_key, width, height, progress, recipe,
+                               recipe_options)
         except (ValueError, OSError, RuntimeError) as error:
             gr.Warning(str(error))
             return gr.update(), gr.update(), gr.update(), gr.update(), []
@@ -592,7 +613,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         return (audit_summary_html(report), gr.update(value=audit_plot(report), visible=True), table, str(path),
                 [row[0] - 1 for row in rows])
 
-    audit_button.click(audit, [source_state, mode, max_length, setting, placeholder_w, placeholder_h],
+    audit_button.click(audit, [source_state, mode, max_length, setting, placeholder_w, placeholder_h, *recipe_inputs],
                        [audit_summary, audit_figure, problems, audit_file, audit_state])
 
     def open_problem(indices, evt: gr.SelectData):

@@ -10,7 +10,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from lora_core.qwen.geometry import ImageSettings
-from lora_core.qwen.recipes import NativeRecipe
+from lora_core.qwen.recipes import NativeRecipe, make_recipe, options_from_text
 from lora_core.data.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
 from lora_core.analysis.resolution import (
     DEFAULT_MAX_LENGTH,
@@ -19,6 +19,7 @@ from lora_core.analysis.resolution import (
     NamedSetting,
     analyse,
     mark_original,
+    lab_settings,
     preset_settings,
     render_model_view,
     targets_under_one_cell,
@@ -93,8 +94,13 @@ def uploaded_screenshot(path: str, model_settings: ImageSettings) -> tuple[Scree
     return Screenshot(path, Path(path).name, width, height), notes
 
 
-def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max) -> list[NamedSetting]:
-    chosen = [named for named in preset_settings(model_settings) if named.key in (presets or [])]
+def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_min, custom_max,
+                    recipe: str | None = None, recipe_options: str | None = None) -> list[NamedSetting]:
+    chosen = [named for named in lab_settings(model_settings) if named.key in (presets or [])]
+    if recipe and (recipe != "native" or recipe_options):
+        options = options_from_text(recipe, recipe_options)
+        label = make_recipe(recipe, model_settings, options).describe()
+        chosen.append(NamedSetting("recipe", f"your recipe: {label}", make_recipe(recipe, model_settings, options)))
     if use_custom:
         for name, value in (("max_dim", custom_max_dim), ("min_pixels", custom_min), ("max_pixels", custom_max)):
             if value is not None and value < 0:
@@ -199,7 +205,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         with gr.Column(scale=3):
             with gr.Row():
                 presets = gr.CheckboxGroup(
-                    [(named.label, named.key) for named in preset_settings(ImageSettings())],
+                    [(named.label, named.key) for named in lab_settings(ImageSettings())],
                     value=DEFAULT_PRESETS, label="Settings to compare", elem_id="lab-presets")
             with gr.Row():
                 use_custom = gr.Checkbox(False, label="Add a custom setting", elem_id="lab-use-custom")
@@ -223,20 +229,26 @@ def build(ctx, blocks: gr.Blocks) -> None:
             dataset_files = gr.File(label="Screenshots (leave empty for the demo trajectories)", file_count="multiple",
                                     file_types=["image"], type="filepath")
             small_setting = gr.Dropdown(
-                [(named.label, named.key) for named in preset_settings(ImageSettings())], value="max520",
+                [(named.label, named.key) for named in lab_settings(ImageSettings())], value="max520",
                 label="Setting for the small-target list")
         analyse_button = gr.Button("Analyse dataset")
         dataset_plot = gr.Plot(label="Visual tokens per image")
         dataset_table = gr.HTML()
 
-    setting_inputs = [presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches, show_tokens]
+    bar = ctx.recipe_bar
+    setting_inputs = [presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches, show_tokens,
+                      *(bar.inputs if bar is not None else [])]
 
     def refresh(shot: Screenshot | None, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
-                show_patches, show_tokens):
+                show_patches, show_tokens, recipe=None, recipe_options=None):
         return render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
-                          show_patches, show_tokens)
+                          show_patches, show_tokens, recipe, recipe_options)
 
     outputs = [original, table, status, *views]
+
+    if bar is not None:
+        bar.name.change(refresh, [shot_state, *setting_inputs], outputs)
+        bar.options.blur(refresh, [shot_state, *setting_inputs], outputs)
 
     def pick_demo(name):
         shot = demo_screenshot(ctx, name)
@@ -318,9 +330,10 @@ def report_api(ctx):
             shot, notes = uploaded_screenshot(path, model_settings)
         except ImageInputError as error:
             raise gr.Error(str(error)) from None
-        unknown = set(presets) - {named.key for named in preset_settings(model_settings)}
+        unknown = set(presets) - {named.key for named in lab_settings(model_settings)}
         if unknown:
-            raise gr.Error(f"Unknown preset(s) {sorted(unknown)}; use max520, max768, max1024, official or model.")
+            raise gr.Error(f"Unknown preset(s) {sorted(unknown)}; use max520, max768, max1024, official, model, "
+                           "llamafactory or ms-swift.")
         settings = chosen_settings(model_settings, presets, False, None, None, None)
         reports = analyse(shot.width, shot.height, settings, max_length)
         return {
@@ -338,7 +351,7 @@ def report_api(ctx):
 
 
 def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches,
-               show_tokens):
+               show_tokens, recipe=None, recipe_options=None):
     """Everything the Lab shows for one screenshot: marked original, numbers table, status, model views."""
     blank_views = [gr.update(value=None, visible=i < 3) for i in range(MAX_VIEWS)]
     if shot is None:
@@ -346,7 +359,7 @@ def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custo
     try:
         encoder = ctx.encoder()
         settings = chosen_settings(encoder.checkpoint_settings, presets, use_custom, custom_max_dim, custom_min,
-                                   custom_max)
+                                   custom_max, recipe, recipe_options)
     except (RuntimeError, ValueError) as error:
         return gr.update(), "", f"⚠️ {error}", *blank_views
     if not settings:

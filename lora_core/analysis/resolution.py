@@ -55,6 +55,22 @@ def preset_settings(checkpoint: ImageSettings) -> list[NamedSetting]:
     ]
 
 
+def recipe_presets(checkpoint: ImageSettings) -> list[NamedSetting]:
+    """The peers at their own defaults, to set beside the native presets."""
+    from lora_core.qwen.recipes import make_recipe
+
+    checkpoint = checkpoint.with_(max_dim=None)
+    return [
+        NamedSetting("llamafactory", "LLaMA-Factory defaults (image_max_pixels 589,824)",
+                     make_recipe("llamafactory", checkpoint)),
+        NamedSetting("ms-swift", "ms-swift defaults (IMAGE_MAX_TOKEN_NUM 16384)", make_recipe("ms-swift", checkpoint)),
+    ]
+
+
+def lab_settings(checkpoint: ImageSettings) -> list[NamedSetting]:
+    return preset_settings(checkpoint) + recipe_presets(checkpoint)
+
+
 Box = tuple[float, float, float, float]
 
 

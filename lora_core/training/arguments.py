@@ -2,6 +2,8 @@
 pass-through keys, judged by TrainingArguments itself. A value it refuses becomes a ConfigError naming the key."""
 from __future__ import annotations
 
+import json
+
 from lora_core.training.config import SFT, ConfigError, RunConfig, effective_warmup, run_owned_reason
 
 # The run's choices that a training.sft key may replace.
@@ -62,7 +64,8 @@ def refusal(base: dict, user: dict, error: Exception) -> str:
         try:
             TrainingArguments(**tried)
         except REFUSALS as refused:
-            return f"{yaml_path(key)} is {value!r}, which TrainingArguments refuses: {reason(refused)}"
+            return f"{yaml_path(key)} is {json.dumps(value, default=str)}, which TrainingArguments refuses: " \
+                   f"{reason(refused)}"
     return f"TrainingArguments refuses this config: {reason(error)}"
 
 

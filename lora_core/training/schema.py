@@ -31,13 +31,14 @@ COORDINATE_SPACES = ("norm1000", "norm999", "abs-resized", "abs-original")
 REPORTERS = ("none", "tensorboard", "trackio", "wandb", "all")
 
 SFT = "training.sft."
-# TrainingArguments fields the run sets itself, with what sets them; every hub_* field counts as push_to_hub.
+# TrainingArguments fields the run sets itself, and why; every hub_* field counts as push_to_hub.
 RUN_OWNED_ARGUMENTS = {
-    "output_dir": "the run folder", "logging_dir": "the run folder", "run_name": "the run folder's name",
-    "use_cpu": "whether a CUDA GPU is visible", "label_names": "the collator", "remove_unused_columns": "the collator",
-    "prediction_loss_only": "the trainer's loss-only evaluation", "deepspeed": "the launcher",
-    "fsdp_config": "the launcher", "resume_from_checkpoint": "the launcher",
-    "push_to_hub": "the run folder (a run uploads nothing)"}
+    "output_dir": "it writes into the run folder", "logging_dir": "it logs into the run folder",
+    "run_name": "it is the run folder's name", "use_cpu": "it follows whether a CUDA GPU is visible",
+    "label_names": "the collator fixes it", "remove_unused_columns": "the collator fixes it",
+    "prediction_loss_only": "evaluation computes the loss only", "deepspeed": "the launcher decides it",
+    "fsdp_config": "the launcher decides it", "resume_from_checkpoint": "each run starts fresh in its own folder",
+    "push_to_hub": "a run uploads nothing"}
 # TrainingArguments fields the seed's schema writes at another key.
 SCHEMA_SPELLINGS = {"activation_checkpointing": "training.gradient_checkpointing",
                     "gradient_checkpointing": "training.gradient_checkpointing",
@@ -279,7 +280,7 @@ def run_owned_reason(key: str) -> str | None:
     elsewhere); None when it can."""
     owner = RUN_OWNED_ARGUMENTS["push_to_hub"] if key.startswith("hub_") else RUN_OWNED_ARGUMENTS.get(key)
     if owner:
-        return f"{SFT}{key} is set by the run itself (from {owner}); remove it from the YAML."
+        return f"{SFT}{key} is set by the run, not the YAML ({owner}); remove it."
     if key in SCHEMA_SPELLINGS:
         return f"{SFT}{key} is written {SCHEMA_SPELLINGS[key]} in this schema; set it there instead."
     return None

@@ -19,178 +19,11 @@ import time
 import traceback
 from pathlib import Path
 
-from lora_core.training.collate import FULL_LOGITS_ENV, trained_positions
 from lora_core.training.failures import RunFailure
 from lora_core.training.run_folder import RunFolder, default_workspace
 
 STOP_REQUESTED = threading.Event()
 LOG_ATTACHED_ENV = "LORA_RUN_LOG_ATTACHED"  # set by the launcher when stdout/stderr already go to train.log
-# 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
-# GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
-QUANTIZATION_SKIP_MODULES = ["visual", "lm_head"]
-
-
-# ----------------------------------------------------------------- model
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def load_base_model(model_path: Path, config, cuda: bool):
-    """The checkpoint in the precision the config asks for; 4-bit through bitsandbytes on CUDA only."""
-    import torch
-
-    from lora_core.qwen.checkpoint import load_model
-
-    sft = config.sft
-    dtype = torch.bfloat16 if sft.bf16 else torch.float16 if sft.fp16 and cuda else torch.float32
-    kwargs = {"dtype": dtype}
-    if config.training.use_4bit:
-        if not cuda:
-            raise RunFailure("no CUDA", "use_4bit needs a CUDA GPU: bitsandbytes would run 4-bit layers on the CPU "
-                                        "very slowly instead of failing. Set training.use_4bit to false.")
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.float16,
-            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    model = load_model(model_path, **kwargs)
-    model.config.use_cache = False
-    return model
-
-
-def attach_lora(model, config):
-    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
-    from peft import LoraConfig, get_peft_model
-
-    from lora_core.analysis.coverage import check_entries, list_modules
-
-    entries, errors = check_entries(config.lora.target_modules, list_modules(model))
-    if errors:
-        raise RunFailure("bad config", errors[0])
-    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, lora), entries
-
-
-def next_token_loss(logits, labels, positions):
-    """Mean cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only."""
-    import torch.nn.functional as functional
-
-    from lora_core.qwen.chat import IGNORE_INDEX
-
-    if positions.numel() == 0:  # a shape, not a value: no GPU sync
-        return logits.sum() * 0.0
-    targets = labels[:, positions + 1]
-    return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                    ignore_index=IGNORE_INDEX, reduction="mean")
-
-
-def is_vision_parameter(name: str) -> bool:
-    return ".visual." in name or name.startswith("visual.")
-
-
-# ----------------------------------------------------------------- trainer pieces
-
-
-def make_trainer_class():
-    from transformers import Trainer
-
-    class RunTrainer(Trainer):
-        """Trainer that projects only trained positions onto the vocabulary, with an optional learning rate of
-        its own for LoRA weights in the vision tower."""
-
-        vision_learning_rate: float | None = None
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if os.environ.get(FULL_LOGITS_ENV):
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            labels = inputs["labels"]
-            keep = inputs.get("trained_positions")
-            if keep is None:
-                keep = trained_positions(labels)
-            model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
-            outputs = model(**model_inputs, logits_to_keep=keep)
-            loss = next_token_loss(outputs.logits, labels, keep)
-            return (loss, outputs) if return_outputs else loss
-
-        def create_optimizer(self, model=None):
-            optimizer = super().create_optimizer(model)
-            if self.vision_learning_rate is None or getattr(self, "_vision_group_added", False):
-                return optimizer
-            names = {id(p): n for n, p in (model or self.model).named_parameters()}
-            for group in list(optimizer.param_groups):
-                vision = [p for p in group["params"] if is_vision_parameter(names.get(id(p), ""))]
-                if vision:
-                    group["params"] = [p for p in group["params"] if not is_vision_parameter(names.get(id(p), ""))]
-                    optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
-                                               "params": vision, "lr": self.vision_learning_rate,
-                                               "initial_lr": self.vision_learning_rate})
-            optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
-            self._vision_group_added = True
-            return optimizer
-
-    return RunTrainer
-
-
-def make_callback(folder: RunFolder, started: float, is_main: bool):
-    from transformers import TrainerCallback
-
-    class RunFolderCallback(TrainerCallback):
-        """Writes status.json and metrics.jsonl as the Trainer goes; turns a stop request into save + stop."""
-
-        def __init__(self):
-            self.train_started = None
-            self.last_eval_step = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.train_started = time.time()
-            if is_main:
-                folder.update_status(state="training", step=state.global_step, max_steps=state.max_steps,
-                                     epoch=state.epoch or 0.0, train_started_at=self.train_started)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if is_main:
-                done = max(state.global_step, 1)
-                elapsed = time.time() - self.train_started
-                eta = elapsed / done * max(state.max_steps - state.global_step, 0)
-                folder.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
-                                     eta_s=round(eta, 1), elapsed_s=round(elapsed, 1))
-            if STOP_REQUESTED.is_set() or folder.stop_requested():
-                STOP_REQUESTED.set()
-                control.should_save = True  # the last checkpoint is kept
-                control.should_training_stop = True
-                if is_main:
-                    folder.update_status(state="stopping")
-            return control
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not is_main or not logs:
-                return
-            kind = "eval" if any(k.startswith("eval_") for k in logs) else \
-                "summary" if "train_loss" in logs else "train"
-            if kind == "eval":
-                self.last_eval_step = state.global_step
-            record = {"kind": kind, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                      "time": round(time.time() - started, 3)}
-            record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
-            folder.append_metric(record)
-            shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm"))
-            print(f"[{kind}] step {state.global_step}/{state.max_steps}: {shown}", flush=True)
-
-        def on_save(self, args, state, control, **kwargs):
-            if is_main:
-                folder.update_status(last_checkpoint=f"checkpoint-{state.global_step}",
-                                     best_checkpoint=Path(state.best_model_checkpoint).name
-                                     if state.best_model_checkpoint else None)
-
-    return RunFolderCallback()
 
 
 def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
@@ -292,8 +125,10 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     import torch
 
     from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
+    from lora_core.training.callbacks import make_callback
     from lora_core.training.collate import Collator, ItemDataset, PixelCache, takes_token_types
     from lora_core.training.data import prepare_data, run_encoder
+    from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
 
     cuda = torch.cuda.is_available()
     problems = launch_problems(config, cuda)
@@ -336,7 +171,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     args = training_arguments(config, folder, bool(data.val), cuda)
     trainer_class = make_trainer_class()
     trainer_class.vision_learning_rate = config.lora.vision_learning_rate
-    callback = make_callback(folder, started, is_main)
+    callback = make_callback(folder, started, is_main, STOP_REQUESTED)
     trainer = trainer_class(model=model, args=args, train_dataset=ItemDataset(data.train),
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])

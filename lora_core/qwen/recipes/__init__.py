@@ -30,3 +30,19 @@ def parse_option_pairs(pairs) -> dict:
 
 __all__ = ["OptionSpec", "Recipe", "RecipeEncoding", "RecipeError", "RECIPES", "make_recipe", "parse_option_pairs",
            "NativeRecipe", "LlamaFactoryRecipe", "SwiftRecipe"]
+
+
+def options_from_text(name: str, text: str | None) -> dict:
+    """Options as a user types or pastes them: `KEY=VALUE` lines (or `;`-separated), a LLaMA-Factory YAML
+    (under llamafactory) or a `swift sft` command line with its environment variables (under ms-swift)."""
+    from lora_core.qwen.recipes.peer_config import options_from_llamafactory_yaml, options_from_swift_command
+
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if name == "ms-swift" and "swift" in text.split():
+        return dict(options_from_swift_command(text))
+    if name == "llamafactory" and any(":" in line and "=" not in line for line in text.splitlines()):
+        return dict(options_from_llamafactory_yaml(text))
+    pairs = [piece for line in text.splitlines() for piece in line.split(";") if piece.strip()]
+    return parse_option_pairs(pairs)

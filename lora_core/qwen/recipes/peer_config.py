@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from lora_core.qwen.geometry import QWEN3VL_MERGE_SIZE, QWEN3VL_PATCH_SIZE
+from lora_core.qwen.geometry import QWEN3VL_MERGE_SIZE, QWEN3VL_PATCH_SIZE, ImageSettings
 from lora_core.qwen.recipes.base import RecipeError
 from lora_core.qwen.recipes.llamafactory import LlamaFactoryRecipe
 from lora_core.qwen.recipes.swift import SwiftRecipe
@@ -30,11 +30,16 @@ class PeerOptions(dict):
         self.ignored = ignored
 
 
-def _check(recipe: type, options: dict) -> None:
-    """Parse each value as the recipe would, so a bad one is refused here with the recipe's sentence."""
+def _checked(recipe: type, options: dict) -> dict:
+    """The values parsed as the recipe parses them; a bad value or combination is refused with its sentence."""
     specs = {spec.name: spec for spec in recipe.option_specs}
-    for key, value in options.items():
-        specs[key].parse(value, recipe.name)
+    parsed = {key: specs[key].parse(value, recipe.name) for key, value in options.items()}
+    recipe(ImageSettings(), **parsed)
+    return parsed
+
+
+def _shown(value) -> str:
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
 def options_from_llamafactory_yaml(text: str) -> PeerOptions:
@@ -51,9 +56,8 @@ def options_from_llamafactory_yaml(text: str) -> PeerOptions:
         config = {}
     if not isinstance(config, dict):
         raise RecipeError("A LLaMA-Factory config must be a YAML mapping of key: value lines.")
-    options = {key: config[key] for key in LLAMAFACTORY_KEYS if key in config}
-    _check(LlamaFactoryRecipe, options)
-    read = [f"{key}: {value}" for key, value in options.items()]
+    options = _checked(LlamaFactoryRecipe, {key: config[key] for key in LLAMAFACTORY_KEYS if key in config})
+    read = [f"{key}: {_shown(value)}" for key, value in options.items()]
     ignored = [str(key) for key in config if key not in LLAMAFACTORY_KEYS]
     return PeerOptions(options, read, ignored)
 
@@ -124,8 +128,7 @@ def options_from_swift_command(text: str) -> PeerOptions:
             read.append(f"{legacy}={pixels} (as {token_name}={tokens}, ÷{PIXELS_PER_TOKEN})")
     ignored += [name for name in environment
                 if name not in SWIFT_TOKEN_VARIABLES and name not in LEGACY_PIXEL_VARIABLES]
-    _check(SwiftRecipe, options)
-    return PeerOptions(options, read, ignored)
+    return PeerOptions(_checked(SwiftRecipe, options), read, ignored)
 
 
 __all__ = ["PeerOptions", "options_from_llamafactory_yaml", "options_from_swift_command"]

@@ -1,0 +1,109 @@
+"""The model side of a run: the base checkpoint in the config's precision, LoRA attached, and the Trainer that
+projects only trained positions onto the vocabulary (with its own learning rate for vision LoRA weights)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lora_core.training.collate import FULL_LOGITS_ENV, trained_positions
+from lora_core.training.failures import RunFailure
+
+# 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
+# GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
+QUANTIZATION_SKIP_MODULES = ["visual", "lm_head"]
+
+
+def load_base_model(model_path: Path, config, cuda: bool):
+    """The checkpoint in the precision the config asks for; 4-bit through bitsandbytes on CUDA only."""
+    import torch
+
+    from lora_core.qwen.checkpoint import load_model
+
+    sft = config.sft
+    dtype = torch.bfloat16 if sft.bf16 else torch.float16 if sft.fp16 and cuda else torch.float32
+    kwargs = {"dtype": dtype}
+    if config.training.use_4bit:
+        if not cuda:
+            raise RunFailure("no CUDA", "use_4bit needs a CUDA GPU: bitsandbytes would run 4-bit layers on the CPU "
+                                        "very slowly instead of failing. Set training.use_4bit to false.")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.float16,
+            llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = load_model(model_path, **kwargs)
+    model.config.use_cache = False
+    return model
+
+
+def attach_lora(model, config):
+    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
+    from peft import LoraConfig, get_peft_model
+
+    from lora_core.analysis.coverage import check_entries, list_modules
+
+    entries, errors = check_entries(config.lora.target_modules, list_modules(model))
+    if errors:
+        raise RunFailure("bad config", errors[0])
+    lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), entries
+
+
+def next_token_loss(logits, labels, positions):
+    """Mean cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only."""
+    import torch.nn.functional as functional
+
+    from lora_core.qwen.chat import IGNORE_INDEX
+
+    if positions.numel() == 0:  # a shape, not a value: no GPU sync
+        return logits.sum() * 0.0
+    targets = labels[:, positions + 1]
+    return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                    ignore_index=IGNORE_INDEX, reduction="mean")
+
+
+def is_vision_parameter(name: str) -> bool:
+    return ".visual." in name or name.startswith("visual.")
+
+
+def make_trainer_class():
+    from transformers import Trainer
+
+    class RunTrainer(Trainer):
+        """Trainer that projects only trained positions onto the vocabulary, with an optional learning rate of
+        its own for LoRA weights in the vision tower."""
+
+        vision_learning_rate: float | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if os.environ.get(FULL_LOGITS_ENV):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs["labels"]
+            keep = inputs.get("trained_positions")
+            if keep is None:
+                keep = trained_positions(labels)
+            model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
+            outputs = model(**model_inputs, logits_to_keep=keep)
+            loss = next_token_loss(outputs.logits, labels, keep)
+            return (loss, outputs) if return_outputs else loss
+
+        def create_optimizer(self, model=None):
+            optimizer = super().create_optimizer(model)
+            if self.vision_learning_rate is None or getattr(self, "_vision_group_added", False):
+                return optimizer
+            names = {id(p): n for n, p in (model or self.model).named_parameters()}
+            for group in list(optimizer.param_groups):
+                vision = [p for p in group["params"] if is_vision_parameter(names.get(id(p), ""))]
+                if vision:
+                    group["params"] = [p for p in group["params"] if not is_vision_parameter(names.get(id(p), ""))]
+                    optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"},
+                                               "params": vision, "lr": self.vision_learning_rate,
+                                               "initial_lr": self.vision_learning_rate})
+            optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
+            self._vision_group_added = True
+            return optimizer
+
+    return RunTrainer
