@@ -261,6 +261,19 @@ def export_store(store, out_dir: Path, fmt: str, options: ExportOptions | None =
         notes.append("LLaMA-Factory trains every assistant turn unless mask_history is true; set mask_history: true "
                      "so history (and the wrong step of each correction) is never trained.")
     if fmt in ("llamafactory", "swift"):
+        from authoring.peer_files import llamafactory_yaml, peer_recipe, sizing_notes, swift_command
+
+        recipe = peer_recipe(fmt, options.encoder)
+        model = str(options.encoder.checkpoint_path) if options.encoder is not None and \
+            options.encoder.checkpoint_path else "Qwen/Qwen3-VL-2B-Instruct"
+        if fmt == "llamafactory":
+            names = {split_name: f"{dataset_name}_{split_name}" for split_name in files if split_name in SPLITS}
+            (out_dir / "train_lora.yaml").write_text(llamafactory_yaml(recipe, names, model), encoding="utf-8")
+            files["train_yaml"] = "train_lora.yaml"
+        else:
+            (out_dir / "swift_sft.sh").write_text(swift_command(recipe, files, model), encoding="utf-8")
+            files["swift_command"] = "swift_sft.sh"
+        notes += sizing_notes(recipe, options.encoder, [tuple(s["metadata"]["screen_size"]) for s in samples])
         notes.append(f"History turns whose screenshot was dropped are preceded by a user turn "
                      f"{OMITTED_SCREENSHOT_TEXT!r} so user and assistant turns alternate, as this format requires.")
     if fmt == "swift":

@@ -3,6 +3,7 @@
 at max_dim 520 / 768 / 1024. Every scenario is a real `python -m lora_core.train` run, as the app launches it.
 
     python bench/bench_runs_gpu.py --out bench/out/gpu [--steps 30] [--tokenizer-from FOLDER]
+    (tokenizer, template and processor files: FOLDER, default the embedded checkpoint in --workspace)
     python bench/bench_runs_gpu.py --tiny --steps 6        # a dry run of the script on the CPU
 
 Two data sets: the demo trajectories sliced one step per sample (short: 0.3–0.9 k text tokens plus the
@@ -26,24 +27,35 @@ from pathlib import Path
 from common import ROOT, machine
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
+                   "preprocessor_config.json", "video_preprocessor_config.json",
                    "generation_config.json")
 
 
 def build_random_2b(folder: Path, tokenizer_from: Path) -> Path:
-    """Qwen3-VL-2B's configuration with random weights (seeded), saved like a checkpoint, in bf16."""
+    """Qwen3-VL-2B's configuration with random weights (seeded), saved like a checkpoint, in bf16.
+
+    Its special ids (image pads, padding, end of turn) are read from the tokenizer it is saved with."""
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
     from lora_core.analysis.coverage import qwen3vl_2b_config
+    from lora_core.qwen.checkpoint import load_tokenizer
+    from lora_core.qwen.special_tokens import read_special_tokens
 
     if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
         return folder
+    missing = [name for name in ("tokenizer.json", "tokenizer_config.json") if not (tokenizer_from / name).exists()]
+    if missing:
+        raise SystemExit(f"--tokenizer-from {tokenizer_from} has no {missing[0]}; point it at a Qwen3-VL checkpoint.")
+    tokenizer = load_tokenizer(str(tokenizer_from))
+    special = read_special_tokens(tokenizer)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
-        model = Qwen3VLForConditionalGeneration(qwen3vl_2b_config()).to(torch.bfloat16)
-    model.generation_config.pad_token_id = 151643
+        model = Qwen3VLForConditionalGeneration(qwen3vl_2b_config(tokenizer)).to(torch.bfloat16)
+    model.generation_config.pad_token_id = special.pad
+    model.generation_config.eos_token_id = [special.im_end, special.endoftext]
     model.save_pretrained(folder)
     for name in TOKENIZER_FILES:
         if (tokenizer_from / name).exists():
@@ -145,7 +157,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench/out/gpu")))
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/bench-runs-gpu"))
-    parser.add_argument("--tokenizer-from", type=Path, default=ROOT / "workspace" / "models" / "tiny-qwen3vl")
+    parser.add_argument("--tokenizer-from", type=Path, help="checkpoint folder whose tokenizer, template and "
+                                                            "processor files the 2B copy gets (default: the "
+                                                            "embedded checkpoint in --workspace)")
     parser.add_argument("--tiny", action="store_true", help="dry run with the embedded tiny model on the CPU")
     parser.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
     args = parser.parse_args()
@@ -159,8 +173,11 @@ def main() -> None:
 
         model = ensure_embedded_checkpoint(args.workspace)
     else:
+        from lora_core.qwen.checkpoint import ensure_embedded_checkpoint
+
         started = time.time()
-        model = build_random_2b(args.workspace / "models" / "qwen3vl-2b-random", args.tokenizer_from)
+        tokenizer_from = args.tokenizer_from or ensure_embedded_checkpoint(args.workspace)
+        model = build_random_2b(args.workspace / "models" / "qwen3vl-2b-random", tokenizer_from)
         print(f"random Qwen3-VL-2B checkpoint ready in {time.time() - started:.0f} s at {model}", flush=True)
     long_data = long_dataset(args.workspace)
     bf16 = cuda

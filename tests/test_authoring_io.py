@@ -454,3 +454,31 @@ def test_abs_resized_without_an_encoder_is_refused(tmp_path):
     import_source(store, folder_source(tmp_path, good_steps()), ImportOptions("folder", "norm1000"))
     with pytest.raises(ValueError, match="resized size"):
         store_samples(store, ExportOptions(coords="abs-resized", max_dim=1024))
+
+
+def test_peer_exports_carry_the_recipe_options_and_the_pad_difference(tmp_path, encoder):
+    """LLaMA-Factory gets a train YAML, ms-swift a command; notes give the nearest peer setting per image size."""
+    import yaml
+
+    store = empty_store(tmp_path)
+    import_source(store, folder_source(tmp_path, good_steps()), ImportOptions("folder", "norm1000"))
+    working = encoder.with_options(max_dim=1024)  # 1080×2400 → 448 pads
+    summary = export_store(store, tmp_path / "lf", "llamafactory", ExportOptions(encoder=working))
+    config = yaml.safe_load((tmp_path / "lf" / "train_lora.yaml").read_text())
+    assert config["template"] == "qwen3_vl_nothink" and config["mask_history"] is True
+    assert config["image_max_pixels"] == 589824 and config["cutoff_len"] == 2048
+    assert config["dataset"] == "gui_agent_train"
+    note = next(n for n in summary["notes"] if n.startswith("1080×2400"))
+    assert "448 image pads" in note and "576 under" in note and "(+128 per image)" in note
+    assert "image_max_pixels=457728 comes closest: 448 pads" in note
+
+    lf = working.with_recipe("llamafactory", {"cutoff_len": "4096", "image_max_pixels": "457728"})
+    export_store(store, tmp_path / "lf2", "llamafactory", ExportOptions(encoder=lf))
+    config = yaml.safe_load((tmp_path / "lf2" / "train_lora.yaml").read_text())
+    assert config["cutoff_len"] == 4096 and config["image_max_pixels"] == 457728
+
+    summary = export_store(store, tmp_path / "sw", "swift", ExportOptions(encoder=working))
+    command = (tmp_path / "sw" / "swift_sft.sh").read_text()
+    assert command.startswith("IMAGE_MIN_TOKEN_NUM=4 IMAGE_MAX_TOKEN_NUM=16384 swift sft")
+    assert "--loss_scale last_round" in command and "--dataset train.jsonl" in command
+    assert any("IMAGE_MAX_TOKEN_NUM=" in n and "comes closest: 448 pads" in n for n in summary["notes"])

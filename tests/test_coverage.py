@@ -98,13 +98,25 @@ def test_coverage_equals_what_peft_attaches_to_the_loaded_model(embedded_path):
 
 def test_qwen3vl_2b_real_sizes_on_the_meta_device():
     """FACTS: 2.13 B parameters (vision 0.41 B); r=16 on the seven LLM projections adds 17.4 M."""
-    skeleton = meta_skeleton(qwen3vl_2b_config())
+    config = qwen3vl_2b_config()
+    skeleton = meta_skeleton(config)
     report = coverage_of(skeleton, LLM_TARGETS, 16, 32, "Qwen3-VL-2B (config)")
     assert report.trainable == 17_432_576
     assert report.total - report.trainable == pytest.approx(2.13e9, rel=0.005)
     assert report.groups["LLM attention"]["modules"] == 28 * 4 and report.groups["LLM MLP"]["modules"] == 28 * 3
     vision = sum(p.numel() for n, p in skeleton.named_parameters() if ".visual." in n)
     assert vision == pytest.approx(0.41e9, rel=0.01)
+
+
+def test_qwen3vl_2b_special_ids_come_from_the_tokenizer(encoder):
+    from lora_core.qwen.checkpoint import load_tokenizer, qwen_tokenizer_files
+
+    config = qwen3vl_2b_config()
+    tokenizer = load_tokenizer(str(qwen_tokenizer_files()))
+    for key, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+                       ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")):
+        assert getattr(config, key) == tokenizer.convert_tokens_to_ids(token), key
+    assert config.image_token_id == encoder.special.image_pad  # the embedded checkpoint shares the vocabulary
 
 
 def coverage_cli(config_text, tmp_path, workspace):

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from lora_core.data.samples import normalize_record
-from lora_core.qwen.chat import IGNORE_INDEX, LabelMode, pad_runs
+from lora_core.qwen.chat import IGNORE_INDEX, LabelMode
 from lora_core.qwen.encoder import Encoder
 from lora_core.qwen.geometry import ImageSettings, geometry
 from lora_core.qwen.recipes import RECIPES, RecipeError, make_recipe
@@ -64,6 +64,10 @@ def test_recipe_equals_peer_encoding(case, embedded_path, data_dir):
         assert encoded.full_labels == truncation["full_labels"]
     if "full_length" in truncation:
         assert encoded.full_length == truncation["full_length"]
+
+
+def test_embedded_checkpoint_has_the_settings_these_tests_assume(base_encoder):
+    assert base_encoder.checkpoint_settings == CHECKPOINT
 
 
 def test_every_peer_case_is_covered():
@@ -221,7 +225,9 @@ def test_llamafactory_mask_history_keeps_the_last_turn_whole(base_encoder, data_
     encoded = encode_record(encoder, record, sizes, data_dir)
     assert len(encoded.input_ids) == 1024 and encoded.image_pad_counts == [338, 576]
     assert trained_text(encoder, encoded) == answer(5) + "<|im_end|>\n"
-    assert encoder.tokenizer.decode(encoded.input_ids[:3]) == "<|im_start|>system\n"  # heads are kept
+    # the pairs go last-first: the system prompt's pair does not fit, the first image's pair keeps its head
+    assert encoder.tokenizer.decode(encoded.input_ids[:4]) == "<|im_start|>user\n<|vision_start|>"
+    assert encoder.special.role_headers["system"][1] not in encoded.input_ids[:4]
 
 
 def test_infer_seqlen_rules():
@@ -451,8 +457,3 @@ def test_swift_command_refusals(text, words):
     with pytest.raises(RecipeError, match=words):
         options_from_swift_command(text)
 
-
-def test_pad_runs_of_a_peer_case_match_its_counts():
-    for case in PEER_CASES:
-        if case["input_ids"] is not None:
-            assert pad_runs(case["input_ids"], case["input_ids"][0] * 0 + 151655) == case["image_pad_counts"]

@@ -326,14 +326,17 @@ def build(ctx, blocks: gr.Blocks) -> None:
         items = "".join(f"<li><b>{html.escape(p.record)}</b>: {html.escape(p.message)}</li>" for p in found)
         return f'<div><b>{len(found)} problem(s)</b><ul class="auth-problems">{items}</ul></div>'
 
-    def export(fmt, coords, max_dim, k, ratio, split_seed, progress=gr.Progress()):
+    def export(fmt, coords, max_dim, k, ratio, split_seed, recipe=None, recipe_options=None, progress=gr.Progress()):
         max_dim = int(max_dim) if max_dim and max_dim > 0 else None
         if coords == "abs-resized" and not max_dim:
             gr.Warning("abs-resized needs max_dim: the longest side the model's images are resized to.")
             return gr.update(), None
         try:
+            from ui.recipe import recipe_encoder
+
+            working = recipe_encoder(ctx, recipe, recipe_options)  # the recipe bar's: peer files and notes follow it
             options = ExportOptions(coords=coords, max_dim=max_dim, max_images=int(k or 1), val_ratio=float(ratio or 0),
-                                    seed=int(split_seed or 0), encoder=ctx.encoder())
+                                    seed=int(split_seed or 0), encoder=working)
             out = ctx.workspace / "authoring" / "exports" / f"{time.strftime('%Y%m%d-%H%M%S')}-{fmt}-{time.time_ns() % 10**6}"
             summary = export_store(ctx.store, out, fmt, options,
                                    lambda done, total, what: progress((done, total), desc=f"writing {what}"))
@@ -375,7 +378,8 @@ def build(ctx, blocks: gr.Blocks) -> None:
         return [session, text, *render(session)]
 
     validate_button.click(validate_dataset, None, dataset_report)
-    export_button.click(export, [export_format, export_coords, export_max_dim, max_images, val_ratio, seed],
+    export_button.click(export, [export_format, export_coords, export_max_dim, max_images, val_ratio, seed,
+                                 *(ctx.recipe_bar.inputs if ctx.recipe_bar is not None else [])],
                         [export_summary, export_file])
     import_button.click(run_import, [state, import_file, import_format, import_coords, import_max_dim],
                         [state, import_summary, *view_outputs])

@@ -281,9 +281,17 @@ def coverage_for_config(config, model_path: Path) -> CoverageReport:
 
 
 # Qwen3-VL-2B's real sizes (FACTS "Real sizes"), for counts and the GPU benchmark; no weights needed.
-def qwen3vl_2b_config():
+def qwen3vl_2b_config(tokenizer=None):
+    """The config, with its image and vision ids read from `tokenizer` (default: the real Qwen tokenizer files)."""
     from transformers import Qwen3VLConfig
 
+    from lora_core.qwen.special_tokens import read_special_tokens
+
+    if tokenizer is None:
+        from lora_core.qwen.checkpoint import load_tokenizer, qwen_tokenizer_files
+
+        tokenizer = load_tokenizer(str(qwen_tokenizer_files()))
+    special = read_special_tokens(tokenizer)
     return Qwen3VLConfig(
         text_config=dict(
             hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
@@ -297,7 +305,8 @@ def qwen3vl_2b_config():
             spatial_merge_size=2, temporal_patch_size=2, deepstack_visual_indexes=[5, 11, 17],
             num_position_embeddings=2304,
         ),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        image_token_id=special.image_pad, video_token_id=special.video_pad,
+        vision_start_token_id=special.vision_start, vision_end_token_id=special.vision_end,
         tie_word_embeddings=True,
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lora_core.data.agent import parse_answer
-from lora_core.data.coords import to_original
+from lora_core.data.coords import OriginalFrame, to_original
 from lora_core.training.run_folder import RunFolder, write_json_atomic
 
 POINTED_ACTIONS = ("click", "long_press")
@@ -30,7 +30,7 @@ class Truth:
     kind: str | None
     point_px: tuple[float, float] | None  # the reference point in original pixels
     box: list[float] | None  # target element box in original pixels, when known
-    screen_size: tuple[int, int]
+    screen_size: tuple[int, int] | None  # None: a text-only sample whose metadata names no screen
     space: str
 
 
@@ -49,8 +49,24 @@ def reference_answer(messages: list[dict]) -> str:
     return "".join(item.get("text", "") for item in content or [] if item.get("type") == "text")
 
 
+def answer_frame(sample, geometries):
+    """What the answer's points refer to: the current (last) screenshot's geometry; for a sample without
+    images the screen its metadata names (enough for every space but abs-resized), else None."""
+    if geometries:
+        return geometries[-1]
+    size = (sample.metadata or {}).get("screen_size")
+    if isinstance(size, (list, tuple)) and len(size) >= 2:
+        try:
+            return OriginalFrame(int(size[0]), int(size[1]))
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
 def ground_truth(sample, geom, default_space: str) -> Truth:
-    """The reference action and point of a sample's final answer (metadata first, else the answer itself)."""
+    """The reference action and point of a sample's final answer (metadata first, else the answer itself).
+
+    `geom`: the frame the answer's points refer to (answer_frame); None when there is none."""
     metadata = sample.metadata or {}
     space = metadata.get("coordinate_space") or default_space
     parsed = parse_answer(reference_answer(sample.messages))
@@ -60,20 +76,23 @@ def ground_truth(sample, geom, default_space: str) -> Truth:
     point = None
     if action_abs and isinstance(action_abs.get("coordinate"), (list, tuple)):
         point = tuple(float(v) for v in action_abs["coordinate"][:2])
-    elif action and isinstance(action.get("coordinate"), (list, tuple)):
+    elif action and isinstance(action.get("coordinate"), (list, tuple)) and geom is not None:
         try:
             point = to_original(*action["coordinate"][:2], space, geom)
-        except ValueError:
+        except (ValueError, TypeError):
             point = None
     box = metadata.get("target_box")
-    size = metadata.get("screen_size") or [geom.width, geom.height]
-    return Truth(action, kind, point, list(box) if box else None, (int(size[0]), int(size[1])), space)
+    size = metadata.get("screen_size") or ([geom.width, geom.height] if geom is not None else None)
+    return Truth(action, kind, point, list(box) if box else None,
+                 (int(size[0]), int(size[1])) if size else None, space)
 
 
 def predicted_point(action: dict | None, space: str, geom) -> tuple[tuple[float, float] | None, str | None]:
     """The predicted coordinate in original pixels, or a note on why there is none."""
     if not action or not isinstance(action.get("coordinate"), (list, tuple)):
         return None, None
+    if geom is None:
+        return None, "no screenshot to place the predicted point on"
     try:
         return to_original(*action["coordinate"][:2], space, geom), None
     except (ValueError, TypeError) as error:
@@ -85,15 +104,14 @@ def score(output: str, truth: Truth, geom, click_radius: float) -> dict:
     parsed = parse_answer(output)
     row = {"output": output, "valid": parsed.valid, "problems": parsed.problems, "pred_action": parsed.action,
            "truth_action": truth.action, "truth_point": list(truth.point_px) if truth.point_px else None,
-           "target_box": truth.box, "screen_size": list(truth.screen_size)}
+           "target_box": truth.box, "screen_size": list(truth.screen_size) if truth.screen_size else None}
     pred_kind = (parsed.action or {}).get("action")
     row["action_match"] = bool(parsed.valid and pred_kind == truth.kind)
     point, note = predicted_point(parsed.action, truth.space, geom)
     row["pred_point"] = list(point) if point else None
     if note:
         row["problems"] = row["problems"] + [note]
-    if truth.kind in POINTED_ACTIONS and truth.point_px is not None:
-        radius = click_radius * min(truth.screen_size)
+    if truth.kind in POINTED_ACTIONS and truth.point_px is not None and (truth.box or truth.screen_size):
         if point is None:
             row["hit"], row["error_px"] = False, None
         else:
@@ -103,6 +121,7 @@ def score(output: str, truth: Truth, geom, click_radius: float) -> dict:
                 row["hit"] = x0 <= point[0] <= x1 and y0 <= point[1] <= y1
                 row["hit_rule"] = "inside target box"
             else:
+                radius = click_radius * min(truth.screen_size)
                 row["hit"] = row["error_px"] <= radius
                 row["hit_rule"] = f"within {radius:.0f} px"
     return row
@@ -128,11 +147,12 @@ def summarize(rows: list[dict], eval_loss: float | None) -> dict:
     }
 
 
-def decode_answer(tokenizer, new_ids) -> str:
-    text = tokenizer.decode(new_ids, skip_special_tokens=False)
-    for end in ("<|im_end|>", "<|endoftext|>"):
-        text = text.split(end, 1)[0]
-    return text.strip()
+def decode_answer(encoder, new_ids) -> str:
+    """The generated answer up to the end of the turn (<|im_end|>, <|endoftext|> or padding)."""
+    special = encoder.special
+    ends = {special.im_end, special.endoftext, special.pad}
+    cut = next((index for index, token in enumerate(new_ids) if token in ends), len(new_ids))
+    return encoder.tokenizer.decode(list(new_ids[:cut]), skip_special_tokens=False).strip()
 
 
 def prompt_item(item, encoder):
@@ -189,8 +209,8 @@ def evaluate_items(model, items, pixel_cache, encoder, info, config, stop_check=
         with torch.no_grad():
             output = model.generate(**batch, max_new_tokens=config.evaluation.max_new_tokens, do_sample=False,
                                     use_cache=True, pad_token_id=encoder.special.pad)
-        text = decode_answer(encoder.tokenizer, output[0, batch["input_ids"].shape[1]:].tolist())
-        geom = prompt.geometries[-1]  # the current screenshot: the last image of the sample
+        text = decode_answer(encoder, output[0, batch["input_ids"].shape[1]:].tolist())
+        geom = answer_frame(item.sample, prompt.geometries)  # the current screenshot: the sample's last image
         truth = ground_truth(item.sample, geom, config.data.coordinate_space)
         row = {"id": item.sample.id, "source": item.sample.source, "image": str(item.sample.images[-1])
                if item.sample.images else None, "prompt_tokens": len(prompt.input_ids)}

@@ -41,8 +41,7 @@ RUN_OWNED_ARGUMENTS = {
     "push_to_hub": "a run uploads nothing"}
 # TrainingArguments fields the seed's schema writes at another key.
 SCHEMA_SPELLINGS = {"activation_checkpointing": "training.gradient_checkpointing",
-                    "gradient_checkpointing": "training.gradient_checkpointing",
-                    "activation_checkpointing_kwargs": "training.sft.gradient_checkpointing_kwargs"}
+                    "gradient_checkpointing": "training.gradient_checkpointing"}
 # The training.sft keys the public demo lets a user change; every other one stays at its default there.
 DEMO_SFT_KEYS = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                  "per_device_eval_batch_size", "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps",
@@ -123,13 +122,13 @@ FIELDS: list[Field] = [
     Field("training.sft.eval_strategy", "choice", "steps", EVAL_GROUP, choices=EVAL_STRATEGIES),
     Field("training.sft.eval_steps", "int", 50, EVAL_GROUP, minimum=1),
     Field("training.sft.save_strategy", "choice", "steps", EVAL_GROUP,
-          "follows eval_strategy unless written", choices=SAVE_STRATEGIES),
+          "a YAML that leaves it out follows eval_strategy", choices=SAVE_STRATEGIES),
     Field("training.sft.save_steps", "int", 50, EVAL_GROUP, minimum=1),
     Field("training.sft.save_total_limit", "int", 3, EVAL_GROUP, minimum=1, nullable=True),
     Field("training.sft.load_best_model_at_end", "bool", True, EVAL_GROUP,
-          "unless written: on when evaluation and saving run on the same schedule"),
+          "a YAML that leaves it out: on when evaluation and saving share a schedule"),
     Field("training.sft.metric_for_best_model", "str", "eval_loss", EVAL_GROUP,
-          "unless written: eval_loss, or empty without evaluation", nullable=True),
+          "a YAML that leaves it out: eval_loss, or empty when eval_strategy is no", nullable=True),
     Field("training.sft.logging_steps", "int", 1, EVAL_GROUP, minimum=1),
     Field("training.sft.per_device_eval_batch_size", "int", 1, EVAL_GROUP, minimum=1),
     Field("training.sft.report_to", "reporters", ["none"], EVAL_GROUP,

@@ -186,9 +186,10 @@ class LlamaFactoryRecipe(Recipe):
             ours = self.geometry(*PHONE_SCREENSHOT).visual_tokens
             model = geometry(*PHONE_SCREENSHOT, checkpoint).visual_tokens
             if ours != model:
+                width, height = PHONE_SCREENSHOT
                 notes.append(f"image_max_pixels {most:,} makes LLaMA-Factory shrink larger images before the "
-                             f"processor: a {PHONE_SCREENSHOT[0]}×{PHONE_SCREENSHOT[1]} phone screenshot gets {ours:,} "
-                             f"image pads where the model's own processor gives {model:,}.")
+                             f"processor: a {width}×{height} phone screenshot gets {ours:,} image pads where the "
+                             f"model's own processor gives {model:,}.")
         elif most > checkpoint.max_pixels:
             notes.append(f"image_max_pixels {most:,} is above the checkpoint's max_pixels {checkpoint.max_pixels:,}; "
                          "the processor still caps every image there.")

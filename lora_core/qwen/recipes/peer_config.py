@@ -12,7 +12,7 @@ from lora_core.qwen.recipes.base import RecipeError
 from lora_core.qwen.recipes.llamafactory import LlamaFactoryRecipe
 from lora_core.qwen.recipes.swift import SwiftRecipe
 
-LLAMAFACTORY_KEYS = ("template", "mask_history", "image_max_pixels", "image_min_pixels", "cutoff_len", "train_on_prompt")
+LLAMAFACTORY_KEYS = tuple(spec.name for spec in LlamaFactoryRecipe.option_specs)
 SWIFT_FLAGS = ("template", "loss_scale", "max_length", "truncation_strategy")
 SWIFT_TOKEN_VARIABLES = ("IMAGE_MIN_TOKEN_NUM", "IMAGE_MAX_TOKEN_NUM")
 LEGACY_PIXEL_VARIABLES = {"MIN_PIXELS": "IMAGE_MIN_TOKEN_NUM", "MAX_PIXELS": "IMAGE_MAX_TOKEN_NUM"}
