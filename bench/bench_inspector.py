@@ -1,6 +1,7 @@
 """Mask Inspector benchmarks: server time of one preview, and the audit of a 1,000-sample dataset.
 
-    python bench/bench_inspector.py
+    python bench/bench_inspector.py            # the full run (1,000-sample audits)
+    python bench/bench_inspector.py --quick    # a smoke run: 20-sample audits, fewer repeats
 
 The preview sample is ~6,200 tokens: a 1080×2400 screenshot at max side 1024 (448 pads) plus a long
 history of answers. "cold" clears the render cache before every run (a new sample); "mode switch" is
@@ -8,6 +9,7 @@ the same sample again in the other label mode (the render is reused, the labels 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -35,17 +37,16 @@ def long_sample(image: str, history_steps: int) -> dict:
 
 
 def longest_history(ctx, limit: int) -> int:
-    """The most history steps whose sample still fits in `limit` tokens."""
-    from lora_core.qwen.chat import render_chat
-    from lora_core.qwen.checkpoint import load_tokenizer
-    from ui.inspector import image_settings
+    """The most history steps whose sample still fits in `limit` tokens (the model's encoder at max side 1024)."""
+    from lora_core.data.samples import Sample
+    from ui.inspector import setting_encoder
 
-    info = ctx.model_info()
-    tokenizer, settings = load_tokenizer(str(info.path)), image_settings(ctx, "max1024")
+    encoder = setting_encoder(ctx, "max1024")
+    geometries = [encoder.geometry(1080, 2400)]
     steps = 1
     while True:
         messages = long_sample("screen.png", steps + 1)["messages"]
-        if len(render_chat(messages, tokenizer, [(1080, 2400)], settings, info.chat_template).input_ids) > limit:
+        if len(encoder.render(Sample(messages, [None]), geometries).input_ids) > limit:
             return steps
         steps += 1
 
@@ -57,7 +58,7 @@ def write_dataset(folder: Path, records: list[dict], screens: Path) -> Path:
     return path
 
 
-def bench_preview(ctx, folder: Path) -> None:
+def bench_preview(ctx, folder: Path, repeats: int = 9) -> None:
     from lora_core.analysis import masking
     from ui.inspector import file_source, preview
 
@@ -73,12 +74,12 @@ def bench_preview(ctx, folder: Path) -> None:
         masking._RENDER_CACHE.clear()
         preview(ctx, *args, None)
 
-    seconds, runs = median_seconds(cold, repeats=9, warmup=2)
+    seconds, runs = median_seconds(cold, repeats=repeats, warmup=2)
     report(f"preview of a {length:,}-token sample (render + labels + HTML + history variants)", seconds, "≤ 150 ms", runs)
 
     shown = preview(ctx, *args, None)[-1]
     switched = (source, 0, "all", 6200, "max1024", 1080, 2400)
-    seconds, runs = median_seconds(lambda: preview(ctx, *switched, shown), repeats=9, warmup=1)
+    seconds, runs = median_seconds(lambda: preview(ctx, *switched, shown), repeats=repeats, warmup=1)
     report("the same sample, mode switched to all (changed tokens highlighted)", seconds, runs=runs)
 
 
@@ -96,21 +97,18 @@ def audit_records(ctx, count: int) -> list[dict]:
     return records
 
 
-def bench_audit(ctx, folder: Path, count: int = 1000) -> None:
+def bench_audit(ctx, folder: Path, count: int = 1000, repeats: int = 3) -> None:
     from lora_core.analysis.audit import audit_dataset
     from lora_core.data.datasets import read_dataset
-    from lora_core.qwen.checkpoint import load_tokenizer
-    from ui.inspector import image_settings
+    from ui.inspector import setting_encoder
 
     path = write_dataset(folder, audit_records(ctx, count), ctx.demo.root / "screens")
-    info = ctx.model_info()
-    tokenizer = load_tokenizer(str(info.path))
-    settings = image_settings(ctx, "max1024")
+    encoder = setting_encoder(ctx, "max1024", "last", 6200)
 
     def run():
-        audit_dataset(read_dataset(path), tokenizer, settings, info.chat_template, "last", 6200)
+        audit_dataset(read_dataset(path), encoder)
 
-    seconds, runs = median_seconds(run, repeats=3, warmup=1)
+    seconds, runs = median_seconds(run, repeats=repeats, warmup=1)
     report(f"audit of {count:,} demo samples (read JSONL, image headers, render, labels, findings)", seconds,
            "≤ 15 s", runs)
 
@@ -123,9 +121,9 @@ def bench_audit(ctx, folder: Path, count: int = 1000) -> None:
     long_path = write_dataset(folder / "long", long_records, ctx.demo.root / "screens")
 
     def run_long():
-        audit_dataset(read_dataset(long_path), tokenizer, settings, info.chat_template, "last", 6200)
+        audit_dataset(read_dataset(long_path), encoder)
 
-    seconds, runs = median_seconds(run_long, repeats=3, warmup=0)
+    seconds, runs = median_seconds(run_long, repeats=repeats, warmup=0)
     report(f"audit of {count:,} samples of ~6,200 tokens each (the preview sample, varied)", seconds, "≤ 15 s", runs)
 
     start = time.perf_counter()
@@ -139,9 +137,14 @@ def bench_audit(ctx, folder: Path, count: int = 1000) -> None:
            f"({totals['read']} read, median length {totals['length']['median']})", elapsed, "≤ 15 s")
 
 
-if __name__ == "__main__":
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 20-sample audits and fewer repeats (numbers not comparable to the goals)")
+    args = parser.parse_args()
     from ui.context import AppContext
 
+    count, repeats = (20, 1) if args.quick else (1000, None)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-inspector-") as folder:
         folder = Path(folder)
@@ -149,5 +152,9 @@ if __name__ == "__main__":
         ctx.model_info()
         (folder / "preview").mkdir()
         (folder / "audit").mkdir()
-        bench_preview(ctx, folder / "preview")
-        bench_audit(ctx, folder / "audit")
+        bench_preview(ctx, folder / "preview", repeats or 9)
+        bench_audit(ctx, folder / "audit", count, repeats or 3)
+
+
+if __name__ == "__main__":
+    main()

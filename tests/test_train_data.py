@@ -211,3 +211,33 @@ def test_llamafactory_json_list_trains_as_is():
     assert len(samples) == 6
     assert all(image.exists() for sample in samples for image in sample.images)
     assert len({s.source for s in samples}) == 6  # no trajectory ids: each record is its own group
+
+
+def test_gradient_accumulation_averages_over_every_trained_token(samples, run_enc, embedded_path, tmp_path, config):
+    """One optimizer step over two micro-batches logs (and trains on) the model's own loss over both: the
+    Trainer does not divide by the accumulation steps when it passes num_items_in_batch, so the loss must be
+    the sum over trained tokens divided by that count, as the model's own loss is."""
+    import torch
+
+    from lora_core.qwen.checkpoint import load_model
+    from lora_core.training.collate import Collator, ItemDataset, takes_token_types
+    from lora_core.training.run_folder import RunFolder
+    from lora_core.training.train import training_arguments
+    from lora_core.training.trainer import attach_lora, make_trainer_class
+
+    items, _ = encode_all(samples[:2], run_enc, config.training.max_images_per_sample)
+    model, _ = attach_lora(load_model(embedded_path), config)  # LoRA B starts at zero: the base model's loss
+    cache = PixelCache(run_enc)
+    with torch.no_grad():
+        reference = float(model(**batch_for(items, cache)).loss)
+    accumulate = config.copy()
+    sft = accumulate.sft
+    sft.per_device_train_batch_size, sft.gradient_accumulation_steps, sft.max_steps = 1, 2, 1
+    sft.logging_steps, sft.eval_strategy, sft.save_strategy, sft.load_best_model_at_end = 1, "no", "no", False
+    accumulate.training.gradient_checkpointing = False
+    trainer = make_trainer_class()(model=model, args=training_arguments(accumulate, RunFolder(tmp_path), False, False),
+                                   train_dataset=ItemDataset(items),
+                                   data_collator=Collator(cache, takes_token_types(model)))
+    trainer.train()
+    logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged and logged[0] == pytest.approx(reference, rel=1e-3)

@@ -299,9 +299,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 # ----------------------------------------------------------------- the comparison gallery
 
@@ -340,3 +337,7 @@ def draw_predictions(screenshot_path: Path, truth_row: dict, predictions: list[t
         draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=color, width=3)
         draw.text((x + radius + 2, y - radius - 2), str(number), fill=color, font=font)
     return view
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

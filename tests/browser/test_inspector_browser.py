@@ -17,7 +17,7 @@ def choose_sample(page, name: str) -> None:
     page.get_by_role("option", name=name).click()
 
 
-def test_demo_sample_tokens_chip_and_mode_switch(page, screenshot_path):
+def test_demo_sample_tokens_chip_and_mode_switch(page, screenshot_path, special):
     open_tab(page)
     choose_sample(page, "sample 3: open_sales_folder-step-03")
     page.wait_for_function("document.querySelector('#mi-counts') && "
@@ -34,11 +34,13 @@ def test_demo_sample_tokens_chip_and_mode_switch(page, screenshot_path):
     # an image chip expands into its pads, and collapses again
     chip = page.locator("#mi-tokens .mi-chip").first
     pads = int(chip.get_attribute("data-n"))
+    assert chip.get_attribute("data-id") == str(special.image_pad)
+    assert f"id {special.image_pad}" in chip.get_attribute("title")
     assert pads > 0 and page.locator("#mi-tokens .mi-pads").count() == 0
     chip.click()
     page.wait_for_selector("#mi-tokens .mi-pads")
     assert page.locator("#mi-tokens .mi-pads > span").count() == pads
-    assert "id 151655" in page.locator("#mi-tokens .mi-pads > span").first.get_attribute("title")
+    assert f"id {special.image_pad}" in page.locator("#mi-tokens .mi-pads > span").first.get_attribute("title")
     page.locator("#mi-tokens .mi-pads > span").nth(3).click()
     assert "label −100" in page.locator("#mi-detail").inner_text()
     page.screenshot(path=str(screenshot_path("mask-inspector.png")), full_page=True)

@@ -5,6 +5,7 @@ from lora_core.qwen.recipes.base import Recipe
 
 # the knob each peer sizes images with, and the step it is searched in
 PEER_KNOBS = {"llamafactory": ("image_max_pixels", 32 * 32), "ms-swift": ("IMAGE_MAX_TOKEN_NUM", 1)}
+FLOOR_KNOBS = {"llamafactory": "image_min_pixels", "ms-swift": "IMAGE_MIN_TOKEN_NUM"}  # the knob may not go below
 
 
 def pads(recipe: Recipe, width: int, height: int) -> int | None:
@@ -20,7 +21,8 @@ def nearest_setting(peer: Recipe, target_pads: int, width: int, height: int) -> 
     Pads grow with the knob, so a bisection finds the smallest value reaching the target; its neighbour below
     is checked too. Ties go to the smaller setting (fewer tokens)."""
     knob, step = PEER_KNOBS[peer.name]
-    low, high = 1, max(2, (width * height) // step * 4)
+    floor = max(1, -(-int(peer.options[FLOOR_KNOBS[peer.name]]) // step))
+    low, high = floor, max(floor + 1, (width * height) // step * 4)
     while low < high:
         middle = (low + high) // 2
         count = pads(peer.replace(**{knob: middle * step}), width, height)
@@ -32,7 +34,7 @@ def nearest_setting(peer: Recipe, target_pads: int, width: int, height: int) -> 
             high = middle
     candidates = []
     for units in (low - 1, low):
-        if units >= 1:
+        if units >= floor:
             count = pads(peer.replace(**{knob: units * step}), width, height)
             if count is not None:
                 candidates.append((abs(count - target_pads), units * step, count))
