@@ -107,6 +107,25 @@ def page_js() -> str | None:
     return "() => {" + "".join(f"({script})();" for script in scripts) + "}"
 
 
+def patient_localhost_check(seconds: float = 30) -> None:
+    """gradio aborts the launch when one 3-second HEAD of its own page times out, which happens on a busy
+    2-core machine; retry it for up to `seconds` before giving up."""
+    import time
+
+    from gradio import networking
+
+    once = networking.url_ok
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + seconds
+        while not once(url):
+            if time.monotonic() > deadline:
+                return False
+        return True
+
+    networking.url_ok = url_ok
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     auth = parse_auth(args.auth)
@@ -116,6 +135,7 @@ def main(argv=None) -> None:
         raise SystemExit("--demo serves only the embedded tiny model; leave out --model.")
     ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=is_exposed(args))
     blocks = build_app(ctx)
+    patient_localhost_check()
     blocks.queue(default_concurrency_limit=4).launch(
         server_name=args.host,
         server_port=args.port,

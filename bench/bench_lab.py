@@ -1,4 +1,4 @@
-"""Resolution Lab benchmarks: geometry throughput, the Lab's render, cold start of the app.
+"""Resolution Lab benchmarks: geometry throughput, the model view, the Lab's render, cold start of the app.
 
     python bench/bench_lab.py
 """
@@ -19,8 +19,10 @@ from common import ROOT, machine, median_seconds, report
 
 def bench_geometry() -> None:
     from lora_core.qwen.geometry import ImageSettings, geometry
+    from lora_core.qwen.recipes import NativeRecipe
 
     settings = ImageSettings(max_dim=1024)
+    recipe = NativeRecipe(ImageSettings(), max_dim=1024)  # what the encoder and the Lab's presets call
     sizes = [(320 + (i * 7) % 3500, 480 + (i * 13) % 3000) for i in range(100_000)]
 
     def run():
@@ -30,11 +32,34 @@ def bench_geometry() -> None:
     seconds, runs = median_seconds(run, repeats=5)
     report("geometry() for 100,000 sizes", seconds, runs=runs)
 
+    def run_recipe():
+        for width, height in sizes:
+            recipe.geometry(width, height).visual_tokens
+
+    seconds, runs = median_seconds(run_recipe, repeats=5)
+    report("native recipe geometry for 100,000 sizes", seconds, runs=runs)
+
+
+def bench_model_view(workspace: Path) -> None:
+    """Encoder.model_view (the image processor's pixels, un-normalised) of a 1080×2400 screenshot per setting."""
+    from lora_core.analysis.resolution import lab_settings
+    from lora_core.data.images import open_screenshot
+    from ui.context import AppContext
+
+    ctx = AppContext(workspace)
+    encoder = ctx.encoder()
+    image = open_screenshot(ctx.demo.screen("files_root").path)
+    for named in lab_settings(encoder.checkpoint_settings):
+        geom = named.geometry(*image.size)
+        seconds, runs = median_seconds(lambda: encoder.model_view(image, geom), repeats=5)
+        report(f"model view at {named.key} ({geom.resized_width}×{geom.resized_height}, {geom.visual_tokens:,} tokens)",
+               seconds, runs=runs)
+
 
 def bench_lab_render(workspace: Path) -> None:
     """Server time of the Lab's handler for a 1080×2400 screenshot at three settings (520, 768, 1024)."""
     from ui.context import AppContext
-    from ui.lab import DEFAULT_PRESETS, demo_screenshot, render_lab
+    from ui.lab import DEFAULT_PRESETS, cached_model_view, demo_screenshot, render_lab
 
     ctx = AppContext(workspace)
     ctx.model_info()
@@ -46,6 +71,14 @@ def bench_lab_render(workspace: Path) -> None:
 
     seconds, runs = median_seconds(run, repeats=9, warmup=2)
     report("Lab render, 1080×2400 at 3 settings (element + point marked)", seconds, "≤ 250 ms", runs)
+
+    def run_first():
+        """A screenshot the Lab has not drawn yet: the processor makes each setting's pixels."""
+        cached_model_view.cache_clear()
+        run()
+
+    seconds, runs = median_seconds(run_first, repeats=5, warmup=1)
+    report("  … first render of a screenshot (model views not cached yet)", seconds, None, runs)
 
     def run_and_encode():
         """The same, plus the PNG encoding gradio does before sending the 4 images."""
@@ -94,5 +127,6 @@ if __name__ == "__main__":
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-lab-") as folder:
         bench_geometry()
+        bench_model_view(Path(folder))
         bench_lab_render(Path(folder))
     bench_cold_start()

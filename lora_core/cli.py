@@ -61,9 +61,9 @@ def encoder_from_args(args, native_defaults: dict | None = None):
 
     name, options = recipe_options_from_args(args, native_defaults)
     folder = resolve_model_path(args.model, args.workspace)
-    base = Encoder.from_checkpoint(folder)
-    checked_recipe(name, base.checkpoint_settings, options)
-    return base.with_recipe(name, options), read_model_info(folder).name
+    info = read_model_info(folder)  # JSON only: a bad option is refused before the tokenizer loads
+    checked_recipe(name, info.settings, options)
+    return Encoder.from_checkpoint(folder).with_recipe(name, options), info.name
 
 
 def run_geometry(args) -> dict:

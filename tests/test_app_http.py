@@ -43,6 +43,30 @@ def test_lab_report_over_http(client):
     assert result["settings"][1]["share_of_max_length"] == pytest.approx(448 / 6200)
 
 
+def test_lab_report_has_the_peer_recipes_at_their_defaults(client):
+    """The llamafactory and ms-swift columns size the image by each recipe's own rule, as the recipe computes it."""
+    from lora_core.analysis.resolution import lab_settings
+    from lora_core.qwen.geometry import ImageSettings
+
+    peers = [named for named in lab_settings(ImageSettings()) if named.key in ("llamafactory", "ms-swift")]
+    if not peers:
+        pytest.skip("no peer recipe in the Lab's settings yet")
+    result = report(client, FIGURE, [named.key for named in peers])
+    for row, named in zip(result["settings"], peers):
+        geom = named.geometry(1080, 2400)
+        assert row["key"] == named.key
+        assert (row["resized_width"], row["resized_height"], row["visual_tokens"]) == (
+            geom.resized_width, geom.resized_height, geom.visual_tokens)
+        assert (row["pre_resized_width"], row["pre_resized_height"]) == (geom.pre_width, geom.pre_height)
+
+
+def test_unknown_preset_is_refused_with_the_known_ones(client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Unknown preset.*max520.*official"):
+        report(client, FIGURE, ("max9000",))
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: text_file(d / "notes.png"), "not a readable image"),
     (lambda d: truncated_png(d / "cut.png", FIGURE), "damaged"),
@@ -55,6 +79,14 @@ def test_bad_screenshots_get_a_sentence_and_the_app_keeps_working(client, tmp_pa
     with pytest.raises(AppError, match=message):
         report(client, make(tmp_path))
     assert report(client, FIGURE)["settings"][0]["visual_tokens"] == 112
+
+
+def test_a_setting_that_refuses_the_image_says_why(client, tmp_path):
+    """3×590 is accepted (aspect 197:1), but max520 pre-resizes it to 2×520 (260:1), which the processor refuses."""
+    result = report(client, plain_image(tmp_path / "thin.png", 3, 590), ("max520", "model"))
+    refused, kept = result["settings"]
+    assert refused["key"] == "max520" and "aspect ratio" in refused["error"] and "visual_tokens" not in refused
+    assert kept["key"] == "model" and kept["visual_tokens"] == 113 and "error" not in kept
 
 
 def test_tiny_image_is_accepted_with_a_note(client, tmp_path):

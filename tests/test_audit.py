@@ -101,6 +101,21 @@ def test_image_tokens_per_setting_come_from_geometry(crafted, model):
     assert row.lengths_by_setting["max520"] == row.length - 448 + 112
 
 
+def test_a_duplicate_row_copies_every_result():
+    from lora_core.analysis.audit import RESULT_FIELDS, AuditRow, copy_results
+
+    source = AuditRow(1, "line 1", None, image_tokens=448, length=300, kept_length=200, trained_tokens=0,
+                      target_tokens=7, truncated=True, dropped=True, truncated_target=True, zero_trained=True,
+                      cut_inside_image=0, trains_history_instead=True, pitfalls=["answer_too_long"],
+                      problems=["a sentence"], lengths_by_setting={"max520": 10}, image_tokens_by_setting={"max520": 2})
+    row = AuditRow(2, "line 2", None)
+    copy_results(source, row)
+    assert {name: getattr(row, name) for name in RESULT_FIELDS} == {name: getattr(source, name) for name in RESULT_FIELDS}
+    assert row.dropped and row.pitfalls == source.pitfalls and row.problems == source.problems
+    assert row.lengths_by_setting == source.lengths_by_setting and row.lengths_by_setting is not source.lengths_by_setting
+    assert (row.number, row.where) == (2, "line 2")
+
+
 def test_mllm_demo_audits(model):
     report = audit_dataset(read_dataset(MLLM_DEMO), model(mode="all"))
     assert report.totals["read"] == 6 and report.totals["errors"] == 0 and report.totals["zero_trained"] == 0

@@ -1,6 +1,9 @@
+from dataclasses import dataclass
+
 import pytest
 
 from lora_core.data.coords import (
+    OriginalFrame,
     as_int_point,
     convert_point,
     from_original,
@@ -8,9 +11,28 @@ from lora_core.data.coords import (
     to_original,
     token_cell_error,
 )
-from lora_core.qwen.geometry import ImageSettings, geometry
+from lora_core.qwen.geometry import ImageSettings
+from lora_core.qwen.recipes import NativeRecipe
 
-SCREEN = geometry(1080, 2400, ImageSettings(max_dim=1024))  # resized 448×1024
+SCREEN = NativeRecipe(ImageSettings(), max_dim=1024).geometry(1080, 2400)  # resized 448×1024
+
+
+@dataclass(frozen=True)
+class PlainFrame:
+    """Not a Geometry: any object with the sizes and scales is a frame."""
+
+    width: int
+    height: int
+    resized_width: int
+    resized_height: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.resized_width / self.width
+
+    @property
+    def scale_y(self) -> float:
+        return self.resized_height / self.height
 
 
 def test_norm_scales():
@@ -53,3 +75,35 @@ def test_rounding_for_export_is_clamped():
 def test_precision_figures():
     assert token_cell_error(SCREEN) == pytest.approx((1080 / 14 / 2, 2400 / 32 / 2))
     assert quantization_error("norm1000", SCREEN) == pytest.approx((0.54, 1.2))
+
+
+def test_any_object_with_sizes_and_scales_is_a_frame():
+    plain = PlainFrame(1080, 2400, 448, 1024)
+    for space in ("abs-original", "abs-resized", "norm1000", "norm999"):
+        assert from_original(123, 456, space, plain) == pytest.approx(from_original(123, 456, space, SCREEN))
+        assert convert_point(10, 20, space, "abs-original", plain) == pytest.approx(
+            convert_point(10, 20, space, "abs-original", SCREEN))
+        assert quantization_error(space, plain) == pytest.approx(quantization_error(space, SCREEN))
+    assert as_int_point((447.7, 1024.4), "abs-resized", plain) == [448, 1024]
+    with pytest.raises(ValueError, match="outside the abs-resized range"):
+        to_original(449, 5, "abs-resized", plain)
+
+
+def test_the_original_frame_serves_every_space_but_abs_resized():
+    frame = OriginalFrame(1080, 2400)
+    assert from_original(540, 1200, "norm1000", frame) == (500, 500)
+    assert to_original(999, 999, "norm999", frame) == (1080, 2400)
+    assert convert_point(500, 250, "norm1000", "abs-original", frame) == (540, 600)
+    assert quantization_error("norm1000", frame) == pytest.approx((0.54, 1.2))
+    for call in (lambda: from_original(540, 1200, "abs-resized", frame),
+                 lambda: to_original(10, 10, "abs-resized", frame),
+                 lambda: quantization_error("abs-resized", frame)):
+        with pytest.raises(ValueError, match="resized size; give the encoder's geometry"):
+            call()
+
+
+def test_the_encoders_geometry_is_a_frame(encoder):
+    """The frame the trainer's images have: the encoder's geometry under its recipe."""
+    frame = encoder.with_options(max_dim=1024).geometry(1080, 2400)
+    assert frame == SCREEN
+    assert from_original(1080, 2400, "abs-resized", frame) == pytest.approx((448, 1024))

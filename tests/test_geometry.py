@@ -1,6 +1,7 @@
 import pytest
 
 from lora_core.qwen.geometry import ImageSettings, geometry, pre_resize
+from lora_core.qwen.recipes import NativeRecipe
 from tests.conftest import load_fixture
 
 GEOMETRY_CASES = load_fixture("qwen3vl_geometry_public.json")
@@ -9,15 +10,20 @@ GEOMETRY_CASES = load_fixture("qwen3vl_geometry_public.json")
 @pytest.mark.parametrize("case", GEOMETRY_CASES, ids=lambda c: f"{c['width']}x{c['height']}-{c['min_pixels']}-{c['max_pixels']}")
 def test_geometry_equals_processor_fixture(case):
     settings = ImageSettings(min_pixels=case["min_pixels"], max_pixels=case["max_pixels"])
+    recipe = NativeRecipe(ImageSettings(), min_pixels=case["min_pixels"], max_pixels=case["max_pixels"])
+    assert recipe.image_settings == settings
     if "error" in case:
-        with pytest.raises(ValueError) as raised:
-            geometry(case["width"], case["height"], settings)
-        assert str(raised.value) == case["message"]
+        for compute in (lambda: geometry(case["width"], case["height"], settings),
+                        lambda: recipe.geometry(case["width"], case["height"])):
+            with pytest.raises(ValueError) as raised:
+                compute()
+            assert str(raised.value) == case["message"]
         return
     result = geometry(case["width"], case["height"], settings)
     assert (result.resized_width, result.resized_height) == (case["resized_width"], case["resized_height"])
     assert list(result.grid_thw) == case["grid_thw"]
     assert result.visual_tokens == case["visual_tokens"]
+    assert recipe.geometry(case["width"], case["height"]) == result  # the native recipe sizes with geometry()
 
 
 def test_seed_table_is_corrected_at_1024():
@@ -52,6 +58,10 @@ def test_grids_cover_the_original_exactly():
     assert result.token_cell_box(1, 2) == pytest.approx((2 * cell_w, cell_h, 3 * cell_w, 2 * cell_h))
 
 
+CASES = [(1080, 2400, 16_777_216, None), (694, 267, 16_777_216, None), (1080, 2400, 28 * 28 * 576, None),
+         (1080, 2400, 16_777_216, 1024), (1, 180, 16_777_216, None)]
+
+
 def test_geometry_matches_the_real_image_processor(embedded_path):
     """Run transformers' processor on real pixels for a few sizes and budgets."""
     from PIL import Image
@@ -59,11 +69,26 @@ def test_geometry_matches_the_real_image_processor(embedded_path):
     from lora_core.qwen.checkpoint import load_processor
 
     processor = load_processor(embedded_path)
-    for width, height, max_pixels in [(1080, 2400, 16_777_216), (694, 267, 16_777_216), (1080, 2400, 28 * 28 * 576)]:
+    for width, height, max_pixels, max_dim in CASES:
+        expected = geometry(width, height, ImageSettings(max_pixels=max_pixels, max_dim=max_dim))
         processor.image_processor.size = {"shortest_edge": 65_536, "longest_edge": max_pixels}
-        out = processor.image_processor(images=[Image.new("RGB", (width, height), "gray")], return_tensors="np")
-        expected = geometry(width, height, ImageSettings(max_pixels=max_pixels))
+        image = Image.new("RGB", (expected.pre_width, expected.pre_height), "gray")  # max_dim: the seed's pre-resize
+        out = processor.image_processor(images=[image], return_tensors="np")
         assert list(out["image_grid_thw"][0]) == list(expected.grid_thw)
+
+
+def test_encoder_pixels_follow_its_geometry(encoder):
+    """The encoder's geometry and its pixels (the checkpoint's processor, with the recipe's budget) agree."""
+    from PIL import Image
+
+    for width, height, max_pixels, max_dim in CASES:
+        native = encoder.with_options(max_pixels=max_pixels, max_dim=max_dim)
+        geom = native.geometry(width, height)
+        assert geom == geometry(width, height, ImageSettings(max_pixels=max_pixels, max_dim=max_dim))
+        values, grid = native.pixels(Image.new("RGB", (width, height), "gray"), geom)
+        t, h, w = geom.grid_thw
+        assert [int(v) for v in grid[0]] == [t, h, w]
+        assert tuple(values.shape) == (t * h * w, 3 * 2 * 16 * 16)
 
 
 def test_bad_settings_are_refused_with_a_sentence():

@@ -1,3 +1,8 @@
+import json
+import re
+
+import pytest
+
 from lora_core.data.slicing import SliceOptions, SliceStep, slice_trajectory, split_trajectories
 
 
@@ -29,3 +34,38 @@ def test_wrong_steps_stay_in_history_untrained_and_get_no_sample():
     images = [item["image"] for m in samples[1]["messages"] if isinstance(m["content"], list) for item in m["content"]
               if item["type"] == "image"]
     assert images == ["b.png", "c.png"]  # the last K=2 screenshots
+
+
+STEPS = [
+    SliceStep("a.png", 1080, 2400, "Sales is the first folder, so I open it.", {"action": "click", "coordinate": [540, 400]}),
+    SliceStep("b.png", 1080, 2400, "The Q3 report is the second row; I open it.",
+              {"action": "swipe", "start_coordinate": [540, 1800], "end_coordinate": [540, 600]}),
+]
+
+
+def answer_points(sample) -> list:
+    content = sample["messages"][-1]["content"]
+    action = json.loads(re.search(r"<tool_call>(.*)</tool_call>", content, re.S).group(1))["arguments"]
+    return [action[key] for key in ("coordinate", "start_coordinate", "end_coordinate") if key in action]
+
+
+def test_abs_resized_answers_use_the_encoders_geometry(encoder):
+    """frame_of is the encoder's geometry: abs-resized points are in the pixels of the image the model sees."""
+    at_1024 = encoder.with_options(max_dim=1024)  # 1080×2400 is resized to 448×1024
+    samples = slice_trajectory("Open Sales", STEPS, SliceOptions(coordinate_space="abs-resized", frame_of=at_1024.geometry))
+    assert answer_points(samples[0]) == [[224, 171]]  # 540·448/1080, 400·1024/2400 rounded
+    assert answer_points(samples[1]) == [[224, 768], [224, 256]]
+    full = slice_trajectory("Open Sales", STEPS, SliceOptions(coordinate_space="abs-resized", frame_of=encoder.geometry))
+    assert answer_points(full[0]) == [[544, 400]]  # the model default resizes 1080 to 1088
+
+
+def test_norm_answers_do_not_depend_on_the_frame(encoder):
+    plain = slice_trajectory("Open Sales", STEPS, SliceOptions(coordinate_space="norm1000"))
+    framed = slice_trajectory("Open Sales", STEPS, SliceOptions(coordinate_space="norm1000",
+                                                                 frame_of=encoder.with_options(max_dim=520).geometry))
+    assert plain == framed and answer_points(plain[0]) == [[500, 167]]
+
+
+def test_abs_resized_without_a_frame_is_refused_with_a_sentence():
+    with pytest.raises(ValueError, match="abs-resized coordinates need the model's resized size"):
+        slice_trajectory("Open Sales", STEPS, SliceOptions(coordinate_space="abs-resized"))

@@ -243,7 +243,8 @@ def test_exceptions_map_to_reasons():
 
     from lora_core.training.config import ConfigError
     from lora_core.data.samples import SampleFormatError
-    from lora_core.training.train import RunFailure, classify_exception
+    from lora_core.training.failures import RunFailure
+    from lora_core.training.train import classify_exception
 
     assert classify_exception(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"))[0] == \
         "out of memory"

@@ -213,10 +213,13 @@ def test_llamafactory_json_list_trains_as_is():
     assert len({s.source for s in samples}) == 6  # no trajectory ids: each record is its own group
 
 
-def test_gradient_accumulation_averages_over_every_trained_token(samples, run_enc, embedded_path, tmp_path, config):
-    """One optimizer step over two micro-batches logs (and trains on) the model's own loss over both: the
-    Trainer does not divide by the accumulation steps when it passes num_items_in_batch, so the loss must be
-    the sum over trained tokens divided by that count, as the model's own loss is."""
+@pytest.mark.parametrize("counted", [False, True])
+def test_gradient_accumulation_averages_over_every_trained_token(samples, run_enc, embedded_path, tmp_path, config,
+                                                                 counted):
+    """One optimizer step over two micro-batches logs (and trains on) the loss over both, not their sum.
+
+    counted: the Trainer counts num_items_in_batch and then does not divide by the accumulation steps (what it
+    does for a model whose forward takes loss kwargs; Qwen3-VL under the pinned transformers does not)."""
     import torch
 
     from lora_core.qwen.checkpoint import load_model
@@ -230,6 +233,7 @@ def test_gradient_accumulation_averages_over_every_trained_token(samples, run_en
     cache = PixelCache(run_enc)
     with torch.no_grad():
         reference = float(model(**batch_for(items, cache)).loss)
+        per_item = [float(model(**batch_for([item], cache)).loss) for item in items]
     accumulate = config.copy()
     sft = accumulate.sft
     sft.per_device_train_batch_size, sft.gradient_accumulation_steps, sft.max_steps = 1, 2, 1
@@ -238,6 +242,9 @@ def test_gradient_accumulation_averages_over_every_trained_token(samples, run_en
     trainer = make_trainer_class()(model=model, args=training_arguments(accumulate, RunFolder(tmp_path), False, False),
                                    train_dataset=ItemDataset(items),
                                    data_collator=Collator(cache, takes_token_types(model)))
+    trainer.model_accepts_loss_kwargs = counted
     trainer.train()
     logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert logged and logged[0] == pytest.approx(reference, rel=1e-3)
+    expected = reference if counted else sum(per_item) / 2  # token-weighted, or the mean of the micro-batch means
+    assert logged and logged[0] == pytest.approx(expected, rel=1e-4)
+    assert logged[0] == pytest.approx(reference, rel=1e-2)  # not the sum of two losses

@@ -592,8 +592,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
     for component in (sample_choice, mode, setting):
         component.input(show, view_inputs, view_outputs)
     if bar is not None:
-        bar.name.change(show, view_inputs, view_outputs)
-        bar.options.blur(show, view_inputs, view_outputs)
+        bar.on_change(show, view_inputs, view_outputs)
     for component in (max_length, placeholder_w, placeholder_h):
         component.submit(show, view_inputs, view_outputs)
         component.blur(show, view_inputs, view_outputs)

@@ -247,8 +247,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
     outputs = [original, table, status, *views]
 
     if bar is not None:
-        bar.name.change(refresh, [shot_state, *setting_inputs], outputs)
-        bar.options.blur(refresh, [shot_state, *setting_inputs], outputs)
+        bar.on_change(refresh, [shot_state, *setting_inputs], outputs)
 
     def pick_demo(name):
         shot = demo_screenshot(ctx, name)
@@ -343,6 +342,8 @@ def report_api(ctx):
             "settings": [
                 {"key": r.setting.key, "label": r.setting.label, **r.geometry.as_dict(),
                  "share_of_max_length": r.share_of_max_length}
+                if r.geometry is not None else  # this setting's pre-resize pushes the aspect ratio past 200
+                {"key": r.setting.key, "label": r.setting.label, "error": r.error}
                 for r in reports
             ],
         }

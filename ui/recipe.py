@@ -14,14 +14,24 @@ OPTIONS_HELP = ("Options in the trainer's own names, KEY=VALUE per line (e.g. cu
                 "LLaMA-Factory train YAML or a `swift sft` command with its environment variables.")
 
 
+STORAGE_KEY = "lora-workbench-recipe"
+SAVE_JS = f"(name, options) => {{ localStorage.setItem('{STORAGE_KEY}', JSON.stringify({{name, options}})); }}"
+RESTORE_JS = (f"() => {{ try {{ const saved = JSON.parse(localStorage.getItem('{STORAGE_KEY}') || '{{}}'); "
+              "return [saved.name || 'native', saved.options || '']; } catch (error) { return ['native', '']; } }")
+
+
 @dataclass
 class RecipeBar:
     name: gr.Dropdown
     options: gr.Textbox
+    choice: gr.State  # {"name", "options"}: changes once per settled choice; tabs redraw on its .change
 
     @property
     def inputs(self) -> list:
         return [self.name, self.options]
+
+    def on_change(self, handler, inputs, outputs) -> None:
+        self.choice.change(handler, inputs, outputs)
 
 
 def recipe_encoder(ctx, name: str | None, options_text: str | None):
@@ -45,7 +55,6 @@ def recipe_note(ctx, name: str, options_text: str) -> str:
 
 
 def build(ctx, blocks: gr.Blocks) -> RecipeBar:
-    stored = gr.BrowserState({"name": "native", "options": ""}, storage_key="lora-workbench-recipe")
     with gr.Accordion("Recipe: whose trainer's rules the numbers follow", open=True, elem_id="recipe-bar"):
         with gr.Row():
             name = gr.Dropdown(RECIPE_CHOICES, value="native", label="trainer", elem_id="recipe-name", scale=1)
@@ -53,17 +62,22 @@ def build(ctx, blocks: gr.Blocks) -> RecipeBar:
                                  elem_id="recipe-options", scale=3)
         note = gr.HTML(elem_id="recipe-note-box")
 
-    def remember(chosen, text):
+    choice = gr.State({"name": "native", "options": ""})
+
+    def settle(chosen, text):
         return {"name": chosen or "native", "options": text or ""}, recipe_note(ctx, chosen, text)
 
-    for component in (name, options):
-        getattr(component, "input" if component is name else "blur")(remember, [name, options], [stored, note])
-    name.change(lambda chosen, text: recipe_note(ctx, chosen, text), [name, options], note)
+    def pick(chosen):  # another trainer: its options start from its defaults
+        return "", {"name": chosen or "native", "options": ""}, recipe_note(ctx, chosen, "")
 
-    def restore(saved):
-        saved = saved if isinstance(saved, dict) else {}
-        chosen = saved.get("name") if saved.get("name") in RECIPES else "native"
-        return chosen, saved.get("options", ""), recipe_note(ctx, chosen, saved.get("options", ""))
+    name.input(pick, name, [options, choice, note]).then(None, [name, options], None, js=SAVE_JS)
+    for event in (options.blur, options.submit):
+        event(settle, [name, options], [choice, note]).then(None, [name, options], None, js=SAVE_JS)
 
-    blocks.load(restore, stored, [name, options, note])
-    return RecipeBar(name, options)
+    def restore(chosen, text):
+        chosen = chosen if chosen in RECIPES else "native"
+        text = text or ""
+        return chosen, text, {"name": chosen, "options": text}, recipe_note(ctx, chosen, text)
+
+    blocks.load(restore, [name, options], [name, options, choice, note], js=RESTORE_JS)
+    return RecipeBar(name, options, choice)

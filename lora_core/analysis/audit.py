@@ -183,7 +183,7 @@ def audit_dataset(
     )
 
 
-RESULT_FIELDS = ("image_tokens", "length", "kept_length", "trained_tokens", "target_tokens", "truncated",
+RESULT_FIELDS = ("image_tokens", "length", "kept_length", "trained_tokens", "target_tokens", "truncated", "dropped",
                  "truncated_target", "zero_trained", "cut_inside_image", "trains_history_instead")
 
 

@@ -119,8 +119,9 @@ class MaskAnalysis:
         """The labels were nothing cut."""
         return self.encoded.full_labels
 
-    @property
+    @cached_property
     def image_spans(self) -> list[tuple[int, int]]:
+        """[start, end) of each image's pads in `ids` (remembered: each call of Encoded.image_spans scans the ids)."""
         return self.encoded.image_spans
 
     @cached_property
@@ -160,7 +161,7 @@ class MaskAnalysis:
         return self.cut is not None and any(
             label != IGNORE_INDEX and position not in kept for position, label in enumerate(self.full_labels))
 
-    @property
+    @cached_property
     def cut_inside_image(self) -> int | None:
         return self.encoded.cut_inside_image()
 
@@ -171,7 +172,7 @@ class MaskAnalysis:
 
     @property
     def image_tokens(self) -> int:
-        return self.encoded.image_tokens
+        return sum(end - start for start, end in self.image_spans)
 
     @property
     def findings(self) -> list[Finding]:

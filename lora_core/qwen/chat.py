@@ -106,11 +106,14 @@ class AssistantTurn:
 
 def find_assistant_turns(input_ids: Sequence[int], special: SpecialTokens) -> list[AssistantTurn]:
     header = special.assistant_header
+    # the role without its newline: an answer starting with "\n" merges with it into one token, which
+    # ans_start skips, as the seed's position + 2 does
+    prefix = header[: len(header) - len(special.newline)]
     size, length = len(header), len(input_ids)
     end_length = 1 + len(special.newline)
     turns = []
-    for pos in range(length - size + 1):
-        if input_ids[pos] == special.im_start and tuple(input_ids[pos : pos + size]) == header:
+    for pos in range(length - len(prefix) + 1):
+        if input_ids[pos] == special.im_start and tuple(input_ids[pos : pos + len(prefix)]) == prefix:
             ans_start = pos + size
             ans_end = ans_start
             while ans_end < length and input_ids[ans_end] != special.im_end:

@@ -49,7 +49,8 @@ class SpecialTokens:
     def role_at(self, ids, start: int) -> str:
         """The role of the block whose <|im_start|> is at `start`."""
         for role, header in self.role_headers.items():
-            if tuple(ids[start : start + len(header)]) == header:
+            prefix = header[: len(header) - len(self.newline)]  # the newline may merge with the text after it
+            if tuple(ids[start : start + len(prefix)]) == prefix:
                 return role
         return "other"
 

@@ -31,7 +31,7 @@ def user_arguments(config: RunConfig, has_eval: bool) -> dict:
     values.update(eval_strategy=eval_strategy, warmup_steps=effective_warmup(config),
                   load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
                   fp16=sft.fp16 and not sft.bf16, report_to="none" if sft.report_to == ["none"] else sft.report_to,
-                  activation_checkpointing=config.training.gradient_checkpointing)
+                  **{checkpointing_field(known): config.training.gradient_checkpointing})
     for key, value in config.passthrough.items():
         if run_owned_reason(key):
             raise ConfigError(run_owned_reason(key))
@@ -39,8 +39,16 @@ def user_arguments(config: RunConfig, has_eval: bool) -> dict:
     return values
 
 
+def checkpointing_field(known_fields) -> str:
+    """transformers 5.2x calls it activation_checkpointing; earlier 5.x releases (5.17 on the GPU machine)
+    gradient_checkpointing."""
+    return "activation_checkpointing" if "activation_checkpointing" in known_fields else "gradient_checkpointing"
+
+
 def yaml_path(key: str) -> str:
-    return "training.gradient_checkpointing" if key == "activation_checkpointing" else SFT + key
+    if key in ("activation_checkpointing", "gradient_checkpointing"):
+        return "training.gradient_checkpointing"
+    return SFT + key
 
 
 def build_training_arguments(config: RunConfig, output_dir: str, run_name: str, has_eval: bool, cuda: bool):

@@ -52,8 +52,13 @@ def attach_lora(model, config):
     return get_peft_model(model, lora), entries
 
 
-def next_token_loss(logits, labels, positions):
-    """Mean cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only."""
+def next_token_loss(logits, labels, positions, num_items_in_batch=None):
+    """Cross-entropy over trained tokens: transformers' causal-LM loss, on the kept positions only.
+
+    The mean over this batch's trained tokens; with `num_items_in_batch` (the trained tokens of every
+    micro-batch of the optimizer step, as the Trainer counts them) the sum divided by that count, as the
+    model's own loss does when the Trainer passes it.
+    """
     import torch.nn.functional as functional
 
     from lora_core.qwen.chat import IGNORE_INDEX
@@ -61,8 +66,13 @@ def next_token_loss(logits, labels, positions):
     if positions.numel() == 0:  # a shape, not a value: no GPU sync
         return logits.sum() * 0.0
     targets = labels[:, positions + 1]
-    return functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-                                    ignore_index=IGNORE_INDEX, reduction="mean")
+    flat_logits, flat_targets = logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1)
+    if num_items_in_batch is None:
+        return functional.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX, reduction="mean")
+    total = functional.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    if hasattr(num_items_in_batch, "to"):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
 
 
 def is_vision_parameter(name: str) -> bool:
@@ -87,7 +97,14 @@ def make_trainer_class():
                 keep = trained_positions(labels)
             model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
             outputs = model(**model_inputs, logits_to_keep=keep)
-            loss = next_token_loss(outputs.logits, labels, keep)
+            # The Trainer divides the loss by the accumulation steps unless it counted num_items_in_batch for
+            # the model (model_accepts_loss_kwargs): then the loss must be normalised by that count, as
+            # super().compute_loss would have the model do.
+            scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch if scaled else None)
+            if scaled and self.args.average_tokens_across_devices:  # the count is summed over the processes
+                tp_size = self.get_tp_size() if hasattr(self, "get_tp_size") else 1
+                loss = loss * (self.accelerator.num_processes // tp_size if self.args.n_gpu <= 1 else self.args.n_gpu)
             return (loss, outputs) if return_outputs else loss
 
         def create_optimizer(self, model=None):

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lora_core.qwen.geometry import ImageSettings, geometry
-from lora_core.analysis.resolution import element_report
+from lora_core.qwen.geometry import ImageSettings
+from lora_core.analysis.resolution import element_report, preset_settings
 
+PRESETS = {named.key: named for named in preset_settings(ImageSettings())}
 
 
 def choose_dropdown(page, elem_id: str, option: str) -> None:
@@ -54,15 +55,24 @@ def test_mark_an_element_and_read_token_cells(page, app_server, screenshot_path)
     click_image_pixel(page, "lab-original", x1 - 1, y1 - 1)
     page.wait_for_selector('#lab-numbers [data-field="cells"]')
 
-    for key, max_dim in (("max520", 520), ("max768", 768), ("max1024", 1024)):
+    for key in ("max520", "max768", "max1024"):
         shown = row_numbers(page, key)
-        expected = element_report(geometry(1080, 2400, ImageSettings(max_dim=max_dim)), icon["box"])
-        assert shown["tokens"] == geometry(1080, 2400, ImageSettings(max_dim=max_dim)).visual_tokens
+        geom = PRESETS[key].geometry(1080, 2400)
+        expected = element_report(geom, icon["box"])
+        assert shown["tokens"] == geom.visual_tokens
         # a click lands on a screen pixel, a few image pixels from the exact corner
         assert shown["cells"] == pytest.approx(expected.cells, rel=0.08)
         assert shown["verdict"] == ("lost" if shown["cells"] < 1 else "blurry" if shown["cells"] < 4 else "ok")
     assert row_numbers(page, "max520")["verdict"] == "blurry"
     assert row_numbers(page, "max1024")["verdict"] == "ok"
+    # each view is the model's image (resized W×H) enlarged to 960 px high, labelled with its size and tokens
+    for index, key in enumerate(("max520", "max768", "max1024")):
+        geom = PRESETS[key].geometry(1080, 2400)
+        page.wait_for_function(f"(document.querySelector('#lab-view-{index} img') || {{}}).naturalWidth > 0")
+        natural = page.locator(f"#lab-view-{index} img").first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert natural == [round(geom.resized_width * 960 / geom.resized_height), 960], key
+        assert f"{geom.resized_width}×{geom.resized_height}, {geom.visual_tokens:,} tokens" in \
+            page.locator(f"#lab-view-{index}").inner_text(), key
     page.screenshot(path=str(screenshot_path("resolution-lab.png")), full_page=True)
 
 
