@@ -50,6 +50,15 @@ def is_exposed(args) -> bool:
     return bool(args.share or os.environ.get("SPACE_ID") or args.host not in ("127.0.0.1", "localhost", "::1"))
 
 
+def exposure_line(exposed: bool, auth) -> str | None:
+    """The start-up line saying what an exposed app without a login refuses, and the flag that lifts it."""
+    if not exposed or auth:
+        return None
+    return ("This app is served beyond this machine without --auth, so the Runs tab is view-only (no launch, stop, "
+            "kill or evaluate) and no field accepts a path on this server. Start it with --auth USER:PASSWORD to "
+            "lift this.")
+
+
 def parse_auth(pairs: list[str] | None) -> list[tuple[str, str]] | None:
     if not pairs:
         return None
@@ -133,7 +142,11 @@ def main(argv=None) -> None:
 
     if args.demo and args.model not in (None, "", "embedded"):
         raise SystemExit("--demo serves only the embedded tiny model; leave out --model.")
-    ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=is_exposed(args))
+    exposed = is_exposed(args)
+    ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=exposed, authenticated=bool(auth))
+    line = exposure_line(exposed, auth)
+    if line:
+        print(line, flush=True)
     blocks = build_app(ctx)
     patient_localhost_check()
     blocks.queue(default_concurrency_limit=4).launch(

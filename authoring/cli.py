@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from lora_core.cli import positive_int
+from lora_core.cli_args import positive_int
 
 from authoring.export import FORMATS, ExportOptions, export_store
 from authoring.importer import IMPORT_FORMATS, ImportOptions, import_source
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     except Refused as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, LookupError) as error:
+    except (ValueError, OSError, LookupError, RecursionError) as error:
         text = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"error: {text}", file=sys.stderr)
         return 2

@@ -274,6 +274,10 @@ def export_store(store, out_dir: Path, fmt: str, options: ExportOptions | None =
             (out_dir / "swift_sft.sh").write_text(swift_command(recipe, files, model), encoding="utf-8")
             files["swift_command"] = "swift_sft.sh"
         notes += sizing_notes(recipe, options.encoder, [tuple(s["metadata"]["screen_size"]) for s in samples])
+        from lora_core.data.images import image_warnings
+
+        for absolute in copied:  # the peer reads the raw file: EXIF orientation and 16-bit depth are not applied
+            notes += image_warnings(Path(absolute), recipe.title or recipe.name)
         notes.append(f"History turns whose screenshot was dropped are preceded by a user turn "
                      f"{OMITTED_SCREENSHOT_TEXT!r} so user and assistant turns alternate, as this format requires.")
     if fmt == "swift":

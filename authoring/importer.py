@@ -22,6 +22,7 @@ from lora_core.data.agent import map_points, parse_answer
 from lora_core.data.coords import parse_space, to_original
 from lora_core.data.coords import OriginalFrame
 from lora_core.data.images import ImageInputError, open_screenshot, safe_resolve
+from lora_core.data.json_input import InvalidJson, JsonInputError, loads, read_text
 from lora_core.data.samples import SampleFormatError, normalize_record
 from lora_core.data.slicing import CURRENT_SCREENSHOT_TEXT
 
@@ -92,27 +93,26 @@ class PendingCorrection:
 # ---------------------------------------------------------------------------- reading files
 
 
-def _read_json_records(path: Path) -> list[tuple[str, object]]:
-    """(record name, parsed JSON) for each line of a JSONL, or the one document of a JSON file."""
+def _read_json_records(path: Path, inside: Path) -> list[tuple[str, object]]:
+    """(record name, parsed JSON) for each line of a JSONL, or the one document of a JSON file.
+
+    Read by lora_core.data.json_input: size, UTF-8, nesting and links out of `inside` are refused in a sentence."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ImportRefused(f"{path.name} is not UTF-8 text.") from None
-    if path.suffix == ".jsonl":
+        text = read_text(path, "a trajectories or samples file", inside=inside)
+        if path.suffix != ".jsonl":
+            return [(path.name, loads(text, path.name))]
         records = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
-                records.append((f"{path.name} line {number}", json.loads(line)))
-            except json.JSONDecodeError as error:
+                records.append((f"{path.name} line {number}", loads(line, f"{path.name} line {number}")))
+            except InvalidJson as error:
                 raise ImportRefused(f"{path.name} line {number} is not valid JSON ({error.msg}, column {error.colno}); "
                                     "fix or remove that line.") from None
         return records
-    try:
-        return [(path.name, json.loads(text))]
-    except json.JSONDecodeError as error:
-        raise ImportRefused(f"{path.name} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.") from None
+    except JsonInputError as error:
+        raise ImportRefused(str(error)) from None
 
 
 def _classify(document) -> str | None:
@@ -161,7 +161,7 @@ def discover(source: Path, fmt: str) -> tuple[Path, list[tuple[str, str, object]
         if path.name in IGNORED_FILES and source.is_dir():
             ignored.append(path.name)
             continue
-        records = _read_json_records(path)
+        records = _read_json_records(path, base if source.is_dir() else path.parent)
         kinds_in_file = set()
         for name, document in records:
             kind = _classify(document)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_core.data.images import safe_resolve
+from lora_core.data.images import image_extension, safe_resolve
 
 from authoring.model import Correction, RecordInfo, RecoveryStep, Screenshot, Step, Target, Trajectory, valid_status
 
@@ -175,7 +175,7 @@ class Store:
         """
         source = Path(source)
         digest = hashlib.sha256(source.read_bytes()).hexdigest()[:20]
-        suffix = source.suffix.lower() if source.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") else ".png"
+        suffix = image_extension(source)  # the format PIL detects: a GIF named .png is stored as .gif
         relative = f"images/{digest}{suffix}"
         target = self.folder / relative
         if not target.exists():

@@ -19,7 +19,9 @@ def free_port() -> int:
 
 
 class AppServer:
-    def __init__(self, workspace: Path, *extra_args: str):
+    def __init__(self, workspace: Path, *extra_args: str, host: str | None = None):
+        """`host`: the address the app listens on (--host; e.g. 0.0.0.0 to test an exposed app); the tests
+        reach it at 127.0.0.1 either way."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = Path(workspace) / "server.log"
@@ -27,7 +29,8 @@ class AppServer:
         self.log = open(self.log_path, "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         self.process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(self.port), "--workspace", str(workspace), *extra_args],
+            [sys.executable, "app.py", "--port", str(self.port), "--workspace", str(workspace),
+             *(["--host", host] if host else []), *extra_args],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
 

@@ -22,6 +22,7 @@ from authoring.propose import PROPOSALS
 from authoring.session import STEP, AnnotatorSession
 from authoring.validate import validate_store
 from lora_core.data.images import ImageInputError, open_screenshot
+from lora_core.data.archives import ArchiveRefused, extract_archive
 
 COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
 CLICK_IT_MYSELF = "I will click it myself"
@@ -433,17 +434,15 @@ def render_view(store, cache: Path, session: AnnotatorSession | None, count: int
     ]
 
 
-def unpack(path: Path, workdir: Path) -> Path:
-    """A zip is extracted (refusing absolute names and `..`); a JSON/JSONL is imported where it was uploaded."""
+def unpack(path: Path, workdir: Path, **limits) -> Path:
+    """A zip is checked by lora_core.data.archives (size, member count, compression ratio, zip-slip, links) and
+    only then extracted; a JSON/JSONL is imported where it was uploaded. `limits`: the checker's arguments."""
     if path.suffix.lower() != ".zip":
         return path
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
-            name = Path(member.filename)
-            if name.is_absolute() or ".." in name.parts:
-                raise ImportRefused(f"The zip holds {member.filename!r}, which points outside the folder; "
-                                    "zip the folder's contents only.")
-        archive.extractall(workdir)
+    try:
+        extract_archive(path, workdir, **limits)
+    except ArchiveRefused as error:
+        raise ImportRefused(str(error)) from None
     entries = [p for p in workdir.iterdir() if not p.name.startswith("__MACOSX")]
     if len(entries) == 1 and entries[0].is_dir():
         return entries[0]

@@ -11,17 +11,25 @@ from lora_core.qwen.checkpoint import EMBEDDED_MODEL, ModelInfo, read_model_info
 class AppContext:
     """Resolves the model in the background so the app serves its first page at once."""
 
-    def __init__(self, workspace: Path, model: str | None = None, demo_mode: bool = False, exposed: bool = False):
+    def __init__(self, workspace: Path, model: str | None = None, demo_mode: bool = False, exposed: bool = False,
+                 authenticated: bool = False):
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.model_arg = model or EMBEDDED_MODEL
         self.demo_mode = demo_mode  # public-Space demo: embedded model only, small step budget, no user paths
         self.exposed = exposed  # served beyond this machine (non-local host, --share, a Space)
+        self.authenticated = authenticated  # started with --auth: every request comes from a logged-in user
         self._model_info: ModelInfo | None = None
         self._model_error: Exception | None = None
         self._model_ready = threading.Event()
         self.recipe_bar = None  # ui.recipe.RecipeBar, set when the page is built
         threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
+
+    @property
+    def view_only(self) -> bool:
+        """Exposed without --auth: the Runs tab launches, stops, kills and evaluates nothing, and no field reads a
+        server path (model and data paths must lie inside the workspace; the gallery reads only the run folders)."""
+        return self.exposed and not self.authenticated
 
     def _resolve_model(self) -> None:
         try:

@@ -5,8 +5,10 @@ and lora_core.analysis.audit, which call the trainer's own rendering and labelli
 """
 from __future__ import annotations
 
+import atexit
 import html
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -19,6 +21,7 @@ from gradio.data_classes import FileData
 from lora_core.analysis.audit import AuditReport, audit_dataset
 from lora_core.qwen.chat import IGNORE_INDEX
 from lora_core.data.datasets import Dataset, demo_dataset, extract_dataset_zip, parse_dataset_text, read_dataset
+from lora_core.data.json_input import check_text
 from lora_core.analysis.masking import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_PLACEHOLDER_SIZE,
@@ -52,6 +55,13 @@ class Source:
     dataset: Dataset
     notes: list[str] = field(default_factory=list)
     key: str = ""  # changes whenever a new source is loaded
+    folder: Path | None = None  # the temp folder an uploaded .zip was unpacked into; removed by release()
+
+    def release(self) -> None:
+        """Delete this source's temp folder (its images go with it); called when a new source replaces it."""
+        if self.folder is not None:
+            remove_temp_folder(self.folder)
+            self.folder = None
 
     def first_shown(self) -> int | None:
         """The sample to open first: for the demo, one with a history, so the modes differ."""
@@ -70,6 +80,40 @@ class Source:
 
 # ---------------------------------------------------------------- sources
 
+TEMP_FOLDERS: set[Path] = set()  # unpacked uploads still on disk; whatever is left goes when the app exits
+
+
+def new_temp_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="inspector-zip-"))
+    TEMP_FOLDERS.add(folder)
+    return folder
+
+
+def remove_temp_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    TEMP_FOLDERS.discard(Path(folder))
+
+
+@atexit.register
+def remove_temp_folders() -> None:
+    for folder in list(TEMP_FOLDERS):
+        remove_temp_folder(folder)
+
+
+def release_source(source) -> None:
+    """gr.State's delete_callback: a closed session's source gives back its temp folder."""
+    if isinstance(source, Source):
+        source.release()
+
+
+def replace_source(previous: Source | None, make, *args) -> Source:
+    """The session's new source from make(*args); the one it replaces gives back its temp folder.
+    When make fails, the previous source stays (and keeps its folder)."""
+    source = make(*args)
+    if isinstance(previous, Source) and previous is not source and previous.folder != source.folder:
+        previous.release()
+    return source
+
 
 def demo_source(ctx, max_images: int) -> Source:
     dataset = demo_dataset(ctx.demo, max(1, int(max_images or 1)))
@@ -81,16 +125,20 @@ def file_source(path: str) -> Source:
     """An uploaded .jsonl / .json, or a .zip holding one with its images."""
     path = Path(path)
     notes = []
-    if path.suffix.lower() == ".zip":
-        folder = Path(tempfile.mkdtemp(prefix="inspector-zip-"))
+    if path.suffix.lower() != ".zip":
+        dataset = read_dataset(path)
+        return Source(dataset, dataset_notes(dataset), f"file-{path}")
+    folder = new_temp_folder()  # checked before unpacking (lora_core.data.archives); removed if anything fails
+    try:
         found = extract_dataset_zip(path, folder)
         dataset_path = found[0]
         if len(found) > 1:
             notes.append(f"The .zip holds {len(found)} datasets; showing {dataset_path.relative_to(folder)}.")
-    else:
-        dataset_path = path
-    dataset = read_dataset(dataset_path)
-    return Source(dataset, notes + dataset_notes(dataset), f"file-{path}")
+        dataset = read_dataset(dataset_path)
+    except BaseException:
+        remove_temp_folder(folder)
+        raise
+    return Source(dataset, notes + dataset_notes(dataset), f"file-{path}-{folder.name}", folder)
 
 
 def path_source(ctx, text: str) -> Source:
@@ -106,6 +154,7 @@ def path_source(ctx, text: str) -> Source:
 def pasted_source(ctx, text: str) -> Source:
     if not text or not text.strip():
         raise ValueError("Paste a sample first: {\"messages\": [...]}, a message list, a JSON list or JSONL lines.")
+    check_text(text, "pasted JSON")  # too large for the paste box: a sentence (nesting is checked when parsed)
     dataset = parse_dataset_text(text, ctx.workspace, "pasted JSON")
     notes = dataset_notes(dataset) + [f"Image paths resolve inside the workspace ({ctx.workspace})."]
     return Source(dataset, notes, f"paste-{hash(text)}")
@@ -427,7 +476,7 @@ PITFALL_PHRASES = {
     "literal_im_end": "literal <|im_end|> in an answer", "template_text": "template token text in a message",
     "no_assistant_turn": "no assistant turn", "turn_count": "turns and messages disagree",
     "empty_target": "empty target", "last_message_user": "ends on a user turn",
-    "answer_too_long": "answer longer than max_length",
+    "answer_too_long": "answer longer than max_length", "bad_coordinate": "coordinate not finite or negative",
 }
 
 
@@ -494,7 +543,7 @@ def run_audit(ctx, source: Source | None, mode, max_length, setting_key, width, 
 
 def build(ctx, blocks: gr.Blocks) -> None:
     """The Mask Inspector tab."""
-    source_state = gr.State(None)
+    source_state = gr.State(None, delete_callback=release_source)
     shown_state = gr.State(None)
     audit_state = gr.State([])  # dataset index of each problem row shown
 
@@ -565,10 +614,12 @@ def build(ctx, blocks: gr.Blocks) -> None:
         return preview(ctx, *args)
 
     def loaded(make):
-        """Wrap a source loader: new source, sample choices, first sample selected; errors as warnings."""
+        """Wrap a source loader: new source, sample choices, first sample selected; errors as warnings.
+        The handler's last input is the session's current source, which gives back its temp folder when replaced."""
         def handler(*args):
+            *inputs, previous = args
             try:
-                source = make(*args)
+                source = replace_source(previous, make, *inputs)
             except (ValueError, OSError, RuntimeError) as error:
                 gr.Warning(str(error))
                 return gr.update(), gr.update(), gr.update()
@@ -580,15 +631,17 @@ def build(ctx, blocks: gr.Blocks) -> None:
         return handler
 
     load_outputs = [source_state, sample_choice, source_info]
-    demo_button.click(loaded(lambda n: demo_source(ctx, n)), demo_images, load_outputs).then(show, view_inputs, view_outputs)
-    upload.upload(loaded(file_source), upload, load_outputs).then(show, view_inputs, view_outputs)
-    paste_button.click(loaded(lambda text: pasted_source(ctx, text)), pasted, load_outputs).then(
+    demo_button.click(loaded(lambda n: demo_source(ctx, n)), [demo_images, source_state], load_outputs).then(
+        show, view_inputs, view_outputs)
+    upload.upload(loaded(file_source), [upload, source_state], load_outputs).then(show, view_inputs, view_outputs)
+    paste_button.click(loaded(lambda text: pasted_source(ctx, text)), [pasted, source_state], load_outputs).then(
         show, view_inputs, view_outputs)
     load_path = loaded(lambda text: path_source(ctx, text))
-    path_button.click(load_path, path_box, load_outputs).then(show, view_inputs, view_outputs)
-    path_box.submit(load_path, path_box, load_outputs).then(show, view_inputs, view_outputs)
+    path_button.click(load_path, [path_box, source_state], load_outputs).then(show, view_inputs, view_outputs)
+    path_box.submit(load_path, [path_box, source_state], load_outputs).then(show, view_inputs, view_outputs)
     if store_button is not None:
-        store_button.click(loaded(lambda: store_source(ctx)), None, load_outputs).then(show, view_inputs, view_outputs)
+        store_button.click(loaded(lambda: store_source(ctx)), source_state, load_outputs).then(
+            show, view_inputs, view_outputs)
     for component in (sample_choice, mode, setting):
         component.input(show, view_inputs, view_outputs)
     if bar is not None:
@@ -624,7 +677,8 @@ def build(ctx, blocks: gr.Blocks) -> None:
     problems.select(open_problem, audit_state, sample_choice).then(show, view_inputs, view_outputs)
     gr.api(inspect_api(ctx), api_name="mask_inspect")
     gr.api(audit_api(ctx), api_name="mask_audit")
-    blocks.load(loaded(lambda n: demo_source(ctx, n)), demo_images, load_outputs).then(show, view_inputs, view_outputs)
+    blocks.load(loaded(lambda n: demo_source(ctx, n)), [demo_images, source_state], load_outputs).then(
+        show, view_inputs, view_outputs)
 
 
 # ---------------------------------------------------------------- HTTP API (gradio_client)
@@ -644,11 +698,14 @@ def inspect_api(ctx):
                      max_length: int = DEFAULT_MAX_LENGTH, setting: str = DEFAULT_SETTING) -> dict:
         """Ids, labels, counts, verdicts and pitfalls of one sample (a .jsonl/.json/.zip upload, pasted JSON, or the
         demo samples when neither is given)."""
+        source = None
         try:
             source = api_source(ctx, dataset, text)
             ins = inspect_source(ctx, source, index, mode, max_length, setting, *DEFAULT_PLACEHOLDER_SIZE)
         except (ValueError, OSError) as error:
             raise gr.Error(str(error)) from None
+        finally:
+            release_source(source)  # an API call's unpacked upload is not kept
         a = ins.analysis
         return {
             "dataset": source.dataset.name, "form": source.dataset.form, "samples": len(source.dataset),
@@ -666,11 +723,14 @@ def audit_api(ctx):
     def mask_audit(dataset: FileData | None = None, text: str | None = None, mode: str = "last",
                    max_length: int = DEFAULT_MAX_LENGTH, setting: str = DEFAULT_SETTING) -> dict:
         """The dataset audit (totals, per-setting image tokens, one row per sample) of an upload or pasted JSON."""
+        source = None
         try:
             source = api_source(ctx, dataset, text)
             report = run_audit(ctx, source, mode, max_length, setting, *DEFAULT_PLACEHOLDER_SIZE)
         except (ValueError, OSError) as error:
             raise gr.Error(str(error)) from None
+        finally:
+            release_source(source)
         return report.as_dict()
 
     return mask_audit

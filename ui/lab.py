@@ -11,7 +11,7 @@ from gradio.data_classes import FileData
 
 from lora_core.qwen.geometry import ImageSettings
 from lora_core.qwen.recipes import NativeRecipe, make_recipe, options_from_text
-from lora_core.data.images import ImageInputError, open_screenshot, read_image_size, check_dimensions
+from lora_core.data.images import ImageInputError, aspect_problem, open_screenshot
 from lora_core.analysis.resolution import (
     DEFAULT_MAX_LENGTH,
     TEXT_CLEAR_PX,
@@ -79,12 +79,8 @@ def uploaded_screenshot(path: str, model_settings: ImageSettings) -> tuple[Scree
     width, height = image.size
     try:
         geom = NativeRecipe(model_settings).geometry(width, height)
-    except ValueError:
-        ratio = max(width, height) / min(width, height)
-        raise ImageInputError(
-            f"This image is {width}×{height}: its aspect ratio {ratio:.0f}:1 is above the processor's limit of 200:1 "
-            "(transformers' smart_resize refuses it). Crop it into screen-sized pieces."
-        ) from None
+    except ValueError as error:  # open_screenshot refuses over 200:1 already; this is the processor's own word
+        raise ImageInputError(aspect_problem(width, height, Path(path).name) or f"{Path(path).name}: {error}") from None
     notes = []
     if width * height < model_settings.min_pixels:
         notes.append(
@@ -399,9 +395,7 @@ def analyse_dataset(ctx, files, small_key):
     if files:
         for path in files:
             try:
-                width, height = read_image_size(Path(path))
-                check_dimensions(width, height, Path(path).name)
-                sizes.append((width, height))
+                sizes.append(open_screenshot(Path(path)).size)  # the single view's checks and sentences
             except ImageInputError as error:
                 problems.append(str(error))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from pathlib import Path
 
@@ -43,6 +44,7 @@ CSS = """
 .run-state-stopped { color: #a60; font-weight: bold; }
 .run-state-training, .run-state-evaluating, .run-state-loading, .run-state-starting, .run-state-queued,
 .run-state-stopping { color: #06c; font-weight: bold; }
+.run-state-waiting { color: #777; font-weight: bold; }
 .run-failure { border-left: 4px solid #d11; padding: 4px 8px; margin: 4px 0; background: rgba(220, 0, 0, 0.06); }
 .run-log { font-family: var(--font-mono); font-size: 0.78em; max-height: 360px; overflow: auto;
            white-space: pre-wrap; border: 1px solid var(--border-color-primary); padding: 4px;
@@ -474,20 +476,93 @@ def compare_gallery(ctx, run_ids: list[str], limit: int = 6):
 
 
 def ctx_path_allowed(ctx, path: str) -> bool:
-    """Prediction rows name screenshots; only show files inside the workspace (or, locally, anywhere readable)."""
+    """Prediction rows name screenshots. View-only (exposed, no login): only files inside the run folders (and
+    the app's own demo screenshots, workspace/demo); the demo: inside the workspace; else anywhere readable."""
     resolved = Path(path).resolve()
+    if not resolved.is_file():
+        return False
+    if view_only(ctx):
+        workspace = Path(ctx.workspace)
+        return inside(resolved, workspace / "runs") or inside(resolved, workspace / "demo")
     if not ctx.demo_mode:
-        return resolved.is_file()
-    return resolved.is_file() and ctx.workspace in resolved.parents
+        return True
+    return ctx.workspace in resolved.parents
+
+
+def inside(path: Path, folder: Path) -> bool:
+    """Whether `path` (resolved: symlinks followed) lies inside `folder`."""
+    folder = Path(folder).resolve()
+    path = Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
+def view_only(ctx) -> bool:
+    """Served beyond this machine without --auth: Runs shows runs and acts on none (ui.context)."""
+    return bool(getattr(ctx, "view_only", False))
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def model_path_problem(ctx, model, hub_ids: bool = True) -> str | None:
+    """A sentence when `model` names a server path outside the workspace (the embedded model and the app's own
+    --model are always fine; a hub id when `hub_ids`)."""
+    text = str(model or "").strip()
+    if text in ("", "embedded") or text == str(ctx.model_arg or ""):
+        return None
+    from lora_core.training.registry import ROOT
+
+    given = Path(text).expanduser()
+    places = [given] if given.is_absolute() else [Path.cwd() / given, ROOT / given]  # the app's, the trainer's
+    if HUB_ID.fullmatch(text) and not any(place.exists() for place in places):
+        if hub_ids:
+            return None
+        return (f"model {text!r} is a hub id; without a login this app loads only the embedded model or a "
+                "checkpoint inside its workspace (start it with --auth USER:PASSWORD to allow more).")
+    if all(inside(place, ctx.workspace) for place in places):
+        return None
+    return (f"model {text!r} is a path outside the app's workspace; a config sent to this app may name only a "
+            "checkpoint folder inside the workspace (or embedded).")
+
+
+def data_path_problem(ctx, data, relative_to: Path | None = None) -> str | None:
+    """A sentence when a dataset path lies outside the workspace (relative: from `relative_to`, the run folder)."""
+    text = str(data or "").strip()
+    if not text:
+        return None
+    given = Path(text).expanduser()
+    place = given if given.is_absolute() else Path(relative_to or Path.cwd()) / given
+    if inside(place, ctx.workspace):
+        return None
+    return (f"data.path {text!r} is outside the app's workspace; a config sent to this app may name only a "
+            "dataset inside the workspace (or none: the demo trajectories).")
+
+
+def path_problems(ctx, config: RunConfig, data_file: Path | None, api: bool) -> list[str]:
+    """Server paths a remote user may not name: over the API always, and everywhere when view-only."""
+    if not (api or view_only(ctx)):
+        return []
+    run_folder = Path(ctx.workspace) / "runs" / "run"  # data.path is read relative to runs/<id>/
+    problems = [model_path_problem(ctx, config.model, hub_ids=not view_only(ctx)),
+                data_path_problem(ctx, config.data.path, run_folder),
+                data_path_problem(ctx, data_file) if data_file is not None else None]
+    return [problem for problem in problems if problem]
 
 
 # ----------------------------------------------------------------- launching
 
 
-def launch_refusal(ctx, request: gr.Request | None) -> str | None:
+VIEW_ONLY = ("This app is served beyond this machine without a login, so the Runs tab is view-only: it does not "
+             "{what}. Start the app with --auth USER:PASSWORD to let logged-in users train.")
+
+
+def launch_refusal(ctx, request: gr.Request | None, what: str = "launch runs") -> str | None:
     if ctx.demo_mode and ctx.exposed and not getattr(request, "username", None):
         return ("This public demo replays stored runs; launching training needs a login. Start the app with "
-                "--auth USER:PASSWORD to let trusted users train.")
+                "--auth USER:PASSWORD to let trusted users train.") if what == "launch runs" else \
+            VIEW_ONLY.format(what=what)
+    if view_only(ctx):
+        return VIEW_ONLY.format(what=what)
     return None
 
 
@@ -498,11 +573,16 @@ def build(ctx, blocks: gr.Blocks) -> None:
     unknown_state = gr.State({})
     choices_state = gr.State([])
     replay_state = gr.State(None)
+    locked = view_only(ctx)
     gr.Markdown(
         "Configure a LoRA run in the seed's YAML schema, check which modules it really attaches to, launch it in the "
         "background, and compare runs side by side." + (
             " **Demo mode:** the embedded tiny model only, at most a few dozen steps, on the demo trajectories."
-            if ctx.demo_mode else ""))
+            if ctx.demo_mode else "") + (
+            " **View-only:** this app is served beyond this machine without a login, so runs can be watched and "
+            "compared but not launched, stopped, killed or evaluated, and no field reads a path on the server. "
+            "Start it with `--auth USER:PASSWORD` to lift this." if locked else ""),
+        elem_id="runs-intro")
     with gr.Row():
         with gr.Column(scale=3, min_width=380):
             gr.Markdown("### 1. Run config")
@@ -533,10 +613,10 @@ def build(ctx, blocks: gr.Blocks) -> None:
                                     height=90, visible=not ctx.demo_mode)
             config_messages = gr.HTML(elem_id="runs-config-messages")
             data_path = gr.Textbox(label="Dataset: native sample JSONL on this machine (empty: demo trajectories)",
-                                   elem_id="runs-data", visible=not ctx.demo_mode)
+                                   elem_id="runs-data", visible=not (ctx.demo_mode or locked))
             with gr.Row():
                 coverage_button = gr.Button("Check LoRA coverage", elem_id="runs-coverage-button")
-                launch_button = gr.Button("Launch", variant="primary", elem_id="runs-launch")
+                launch_button = gr.Button("Launch", variant="primary", elem_id="runs-launch", interactive=not locked)
             launch_message = gr.HTML(elem_id="runs-launch-message")
             coverage_view = gr.HTML(elem_id="runs-coverage")
 
@@ -544,11 +624,11 @@ def build(ctx, blocks: gr.Blocks) -> None:
     runs_view = gr.HTML(runs_table([]), elem_id="runs-list")
     with gr.Row():
         selected = gr.Dropdown([], label="Run", elem_id="runs-selected", scale=3)
-        stop_button = gr.Button("Stop (keep last checkpoint)", elem_id="runs-stop", scale=1)
-        kill_button = gr.Button("Kill", variant="stop", elem_id="runs-kill", scale=1)
+        stop_button = gr.Button("Stop (keep last checkpoint)", elem_id="runs-stop", scale=1, interactive=not locked)
+        kill_button = gr.Button("Kill", variant="stop", elem_id="runs-kill", scale=1, interactive=not locked)
         eval_max_dim = gr.Number(0, label="evaluate at max_dim (0: as trained)", precision=0,
                                  elem_id="runs-eval-max-dim", scale=1)
-        eval_button = gr.Button("Evaluate on validation", elem_id="runs-evaluate", scale=1)
+        eval_button = gr.Button("Evaluate on validation", elem_id="runs-evaluate", scale=1, interactive=not locked)
     action_message = gr.HTML(elem_id="runs-action-message")
     status_view = gr.HTML(elem_id="run-status")
     with gr.Row():
@@ -623,6 +703,9 @@ def build(ctx, blocks: gr.Blocks) -> None:
             config = config_from_form(list(values), unknown)
             if ctx.demo_mode:
                 config = ctx.runs.demo_limited(config)
+            problem = model_path_problem(ctx, config.model, hub_ids=False) if view_only(ctx) else None
+            if problem:
+                raise ValueError(problem)
             report = coverage_for_config(config, model_path_for(ctx, config))
         except (ConfigError, CoverageError, ValueError, RuntimeError) as error:
             gr.Warning(str(error))
@@ -685,7 +768,11 @@ def build(ctx, blocks: gr.Blocks) -> None:
     selected.change(lambda run_id: run_detail(ctx, run_id), selected,
                     [status_view, curve_view, diagnosis_view, log_view], show_progress="hidden")
 
-    def act(kind, run_id, max_dim=None):
+    def act(kind, run_id, max_dim=None, request: gr.Request = None):
+        refusal = launch_refusal(ctx, request, {"stop": "stop runs", "kill": "kill runs"}.get(kind, "evaluate runs"))
+        if refusal:
+            gr.Warning(refusal)
+            return f'<div class="run-failure" data-field="refused">{esc(refusal)}</div>'
         if not run_id:
             gr.Warning("Select a run first.")
             return ""
@@ -703,10 +790,18 @@ def build(ctx, blocks: gr.Blocks) -> None:
             return f'<div class="run-failure">{esc(error)}</div>'
         return f"<div>{esc(message)}</div>"
 
-    stop_button.click(lambda run_id: act("stop", run_id), selected, action_message)
-    kill_button.click(lambda run_id: act("kill", run_id), selected, action_message)
-    eval_button.click(lambda run_id, max_dim: act("evaluate", run_id, max_dim), [selected, eval_max_dim],
-                      action_message)
+    def stop_run(run_id, request: gr.Request = None):
+        return act("stop", run_id, request=request)
+
+    def kill_run(run_id, request: gr.Request = None):
+        return act("kill", run_id, request=request)
+
+    def evaluate_run(run_id, max_dim, request: gr.Request = None):
+        return act("evaluate", run_id, max_dim, request=request)
+
+    stop_button.click(stop_run, selected, action_message, api_name="runs_stop")
+    kill_button.click(kill_run, selected, action_message, api_name="runs_kill")
+    eval_button.click(evaluate_run, [selected, eval_max_dim], action_message, api_name="runs_evaluate")
 
     # --- handlers: comparison
 
@@ -740,8 +835,9 @@ class LaunchRefused(RunError):
         self.report = report
 
 
-def launch_checked(ctx, config: RunConfig, name: str | None, data_file: Path | None, request=None):
-    """Every check before a launch (login in an exposed demo, CUDA, data, LoRA coverage), then the launch."""
+def launch_checked(ctx, config: RunConfig, name: str | None, data_file: Path | None, request=None, api=False):
+    """Every check before a launch (a login when exposed, server paths, CUDA, data, LoRA coverage), then the
+    launch. `api`: the config came over the HTTP API, so its model and data paths must lie inside the workspace."""
     from lora_core.analysis.coverage import coverage_for_config
 
     refusal = launch_refusal(ctx, request)
@@ -749,6 +845,9 @@ def launch_checked(ctx, config: RunConfig, name: str | None, data_file: Path | N
         raise LaunchRefused(refusal)
     if ctx.demo_mode:
         config, data_file = ctx.runs.demo_limited(config), None
+    problems = path_problems(ctx, config, data_file, api)  # before anything reads those paths
+    if problems:
+        raise LaunchRefused(problems[0])
     problems = ctx.runs.preflight(config, data_file)
     if problems:
         raise LaunchRefused(problems[0])
@@ -785,7 +884,7 @@ def api_functions(ctx):
         trajectories, after the same checks as the Launch button; returns the run id."""
         try:
             loaded = load_yaml_text(config_yaml or "")
-            run_id, _ = launch_checked(ctx, loaded.config, name, None, request)
+            run_id, _ = launch_checked(ctx, loaded.config, name, None, request, api=True)
         except (ConfigError, RunError, ValueError, RuntimeError, OSError) as error:
             raise gr.Error(str(error)) from None
         return run_id

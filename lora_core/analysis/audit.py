@@ -272,7 +272,7 @@ def placeholder_size_arg(text: str) -> tuple[int, int]:
 
 
 def register(commands, add_image_options) -> None:
-    from lora_core.cli import positive_int
+    from lora_core.cli_args import positive_int
 
     audit = commands.add_parser(
         "audit", help="lengths, trained tokens, truncated targets and pitfalls of every sample in a dataset")
@@ -290,7 +290,7 @@ def register(commands, add_image_options) -> None:
 
 
 def run_audit(args) -> dict:
-    from lora_core.cli import encoder_from_args
+    from lora_core.cli_args import encoder_from_args
 
     dataset = read_dataset(args.dataset)
     encoder, model_name = encoder_from_args(args, native_defaults={"max_length": DEFAULT_MAX_LENGTH})

@@ -1,7 +1,9 @@
 """LoRA coverage before launch: which modules each target entry reaches, and how many weights train.
 
 PEFT matches a list entry by the full module name or a dotted suffix, and silently drops an entry that
-matches nothing when another entry matches (the seed's `visual.attn.qkv` is such an entry). Here every
+matches nothing when another entry matches (the seed's `visual.attn.qkv` is such an entry). PEFT expands
+the shorthand `all-linear` only as the whole string; a list holding just that entry (`["all-linear"]`, as the
+form writes it) is read here, and handed to PEFT, as that string (`peft_targets`). Here every
 entry is checked on its own with PEFT's own matcher, on a skeleton of the model built on the meta device
 (no weights are read), and PEFT itself is then applied to that skeleton to count trainable parameters.
 """
@@ -22,8 +24,26 @@ LORA_LAYER_TYPES = ("Linear", "Linear4bit", "Linear8bitLt", "Embedding", "Conv1d
                     "MultiheadAttention")
 
 
+ALL_LINEAR = "all-linear"  # PEFT's INCLUDE_LINEAR_LAYERS_SHORTHAND
+
+
 class CoverageError(ValueError):
     """A target entry that reaches nothing (or nothing LoRA can wrap)."""
+
+
+def is_all_linear(entry) -> bool:
+    return isinstance(entry, str) and entry.strip().lower() == ALL_LINEAR
+
+
+def peft_targets(targets):
+    """target_modules in the form PEFT reads: a list holding only `all-linear` becomes the string "all-linear",
+    which PEFT expands to every linear layer but the output layer (in a list it would look for a module of that
+    name, find none and refuse the config). Anything else is returned as it is."""
+    if isinstance(targets, (list, tuple)) and len(targets) == 1 and is_all_linear(targets[0]):
+        return ALL_LINEAR
+    if isinstance(targets, str) and is_all_linear(targets):
+        return ALL_LINEAR
+    return targets
 
 
 def module_group(name: str) -> str:
@@ -51,10 +71,11 @@ class ModuleEntry:
     name: str
     kind: str  # class name
     group: str
+    linear: bool = False  # what PEFT's all-linear takes: a torch Linear or transformers Conv1D, not the output layer
 
     @property
     def wrappable(self) -> bool:
-        return self.kind in LORA_LAYER_TYPES
+        return self.kind in LORA_LAYER_TYPES or self.linear
 
 
 def meta_skeleton(config):
@@ -81,8 +102,20 @@ def skeleton_for(model_path: Path):
 
 
 def list_modules(model) -> list[ModuleEntry]:
-    return [ModuleEntry(name, type(module).__name__, module_group(name)) for name, module in model.named_modules()
-            if name]
+    """Every named module, with PEFT's all-linear rule worked out (peft.tuners.tuners_utils.
+    _maybe_include_all_linear_layers: isinstance Linear / Conv1D, minus the model's output embeddings)."""
+    import torch
+
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:
+        Conv1D = torch.nn.Linear
+    from transformers import PreTrainedModel
+
+    output = model.get_output_embeddings() if isinstance(model, PreTrainedModel) else None
+    return [ModuleEntry(name, type(module).__name__, module_group(name),
+                        isinstance(module, (torch.nn.Linear, Conv1D)) and module is not output)
+            for name, module in model.named_modules() if name]
 
 
 def lora_config(targets, r: int = 16, alpha: float = 32, dropout: float = 0.0):
@@ -195,10 +228,16 @@ def check_entries(targets, modules: list[ModuleEntry]) -> tuple[list[EntryCovera
     names = [m.name for m in modules]
     by_name = {m.name: m for m in modules}
     entries, errors = [], []
+    targets = peft_targets(targets)
     for entry in ([targets] if isinstance(targets, str) else targets):
-        if entry == "all-linear":
-            matched = [m.name for m in modules if m.kind in ("Linear", "Linear4bit", "Linear8bitLt")
-                       and m.name != "lm_head"]
+        if is_all_linear(entry) and not isinstance(targets, str):  # beside other entries: PEFT reads it literally
+            entries.append(EntryCoverage(entry, [], {}))
+            errors.append(f"{entry!r} is PEFT's shorthand for every linear layer only as the whole of target_modules; "
+                          "in a list beside other entries PEFT looks for a module of that name and finds none. "
+                          "Write `target_modules: all-linear` alone, or list the layers.")
+            continue
+        if is_all_linear(entry):
+            matched = [m.name for m in modules if m.linear]
         elif isinstance(targets, str):
             matched = regex_matches(entry, names)
         else:
@@ -257,6 +296,7 @@ def coverage_of(skeleton, targets, r: int, alpha: float, model_label: str) -> Co
 
     from peft import get_peft_model
 
+    targets = peft_targets(targets)
     modules = list_modules(skeleton)
     entries, errors = check_entries(targets, modules)
     groups = {g: {"modules": 0, "trainable": 0} for g in GROUPS}
@@ -309,35 +349,3 @@ def qwen3vl_2b_config(tokenizer=None):
         vision_start_token_id=special.vision_start, vision_end_token_id=special.vision_end,
         tie_word_embeddings=True,
     )
-
-
-# ----------------------------------------------------------------- CLI: python -m lora_core coverage
-
-
-def run_coverage_command(args) -> dict:
-    from lora_core.qwen.checkpoint import resolve_model_path
-    from lora_core.training.config import load_config
-
-    loaded = load_config(args.config)
-    config = loaded.config
-    model_path = resolve_model_path(args.model or config.model, args.workspace)
-    report = coverage_for_config(config, model_path)
-    result = report.as_dict()
-    result["config_notes"] = loaded.messages()
-    if not report.ok:
-        json.dump(result, sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        raise CoverageError(report.errors[0])
-    return result
-
-
-def register(commands, add_image_options) -> None:
-    parser = commands.add_parser(
-        "coverage", help="which modules each LoRA target entry matches, per-group trainable counts; "
-                         "exits 2 when an entry matches nothing")
-    parser.add_argument("--config", type=Path, required=True, help="RUN.yaml in the seed's schema")
-    parser.add_argument("--model", help="checkpoint folder or hub id (default: the config's model, else embedded)")
-    parser.add_argument("--workspace", type=Path, default=Path("workspace"), help="where the embedded model lives")
-    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
-    parser.set_defaults(handler=run_coverage_command)

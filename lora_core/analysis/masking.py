@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
+from lora_core.data.agent import parse_answer, point_problems, shown_point
 from lora_core.data.samples import Sample, SampleFormatError
 from lora_core.qwen.chat import (
     IGNORE_INDEX,
@@ -389,6 +390,13 @@ def find_pitfalls(a: MaskAnalysis) -> list[Finding]:
                 "the real end-of-turn token, so the rule's scan stops there: only the part before it "
                 f"({len(before)} characters), that token and the one token after it are trained, the rest is masked, "
                 "and the model learns to end its turn mid-answer. Remove it from the answer.")))
+    for index in assistant_messages:
+        action = parse_answer(message_text(messages[index])).action
+        for key, point, problem in point_problems(action):
+            found.append(Finding(ERROR, "bad_coordinate", (
+                f"Message {index + 1} (assistant) has the coordinate {shown_point(point)} ({key}): {problem} "
+                "Training on it teaches the model a point no screen has, and the export and evaluation cannot place "
+                "it. Fix or drop the step.")))
     for number, message in enumerate(messages, start=1):
         text = message_text(message)
         literals = [t for t in TEMPLATE_TOKEN_TEXTS if t in text and not (t == "<|im_end|>" and message.get("role") == "assistant")]

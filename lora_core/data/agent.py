@@ -5,6 +5,7 @@ An answer is `<thinking>…</thinking><tool_call>{"name": "mobile_use", "argumen
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -58,13 +59,9 @@ def action_problems(action: dict) -> list[str]:
         problems.append(f"A {kind} action does not take {', '.join(sorted(extra))}.")
     for key in POINT_KEYS:
         if key in action:
-            point = action[key]
-            if (
-                not isinstance(point, (list, tuple))
-                or len(point) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
-            ):
-                problems.append(f"'{key}' must be two numbers [x, y], got {point!r}.")
+            problem = point_problem(key, action[key])
+            if problem:
+                problems.append(problem)
     if kind == "system_button" and action.get("button") not in SYSTEM_BUTTONS:
         problems.append(f"'button' must be one of {', '.join(SYSTEM_BUTTONS)}.")
     if kind == "swipe" and action.get("direction") not in SWIPE_DIRECTIONS:
@@ -74,6 +71,43 @@ def action_problems(action: dict) -> list[str]:
     if kind in ("type", "open", "answer") and not (isinstance(action.get("text"), str) and action.get("text").strip()):
         problems.append(f"A {kind} action needs a non-empty 'text'.")
     return problems
+
+
+def point_problem(key: str, point) -> str | None:
+    """What is wrong with one point of an action: not two numbers, not finite (NaN, Infinity) or negative."""
+    if (
+        not isinstance(point, (list, tuple))
+        or len(point) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)
+    ):
+        return f"'{key}' must be two numbers [x, y], got {shown_point(point)}."
+    shown = shown_point(point)
+    if not all(math.isfinite(v) for v in point):
+        return f"'{key}' {shown} is not a finite point: NaN and Infinity are no place on a screenshot."
+    if any(v < 0 for v in point):
+        return f"'{key}' {shown} is negative: coordinates start at 0 in every convention."
+    return None
+
+
+def shown_point(point) -> str:
+    """A point as the answer writes it ([NaN, -5]), cut short when it is not a point at all."""
+    if isinstance(point, (list, tuple)) and len(point) == 2 and all(isinstance(v, (int, float)) for v in point):
+        return json.dumps(list(point))
+    text = repr(point)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def point_problems(action) -> list[tuple[str, object, str]]:
+    """(key, point, problem) for each bad point of an action dict."""
+    if not isinstance(action, dict):
+        return []
+    found = []
+    for key in POINT_KEYS:
+        if key in action:
+            problem = point_problem(key, action[key])
+            if problem:
+                found.append((key, action[key], problem))
+    return found
 
 
 def is_placeholder_thought(thinking: str) -> bool:
@@ -107,6 +141,8 @@ def parse_answer(text: str) -> ParsedAnswer:
         call = json.loads(match.group("call").strip())
     except json.JSONDecodeError as error:
         return ParsedAnswer(thinking, None, [f"The tool call is not valid JSON ({error.msg})."])
+    except RecursionError:
+        return ParsedAnswer(thinking, None, ["The tool call is nested too deeply to be read; it is not an action."])
     if not isinstance(call, dict) or not isinstance(call.get("arguments"), dict):
         return ParsedAnswer(thinking, None, ['The tool call must be {"name": "mobile_use", "arguments": {…}}.'])
     problems = []

@@ -13,14 +13,14 @@ Other sources (the demo trajectories, an annotation store) plug in with `records
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from lora_core.data.json_input import MAX_JSON_BYTES as MAX_DATASET_BYTES  # noqa: F401  (the one file limit)
+from lora_core.data.json_input import InvalidJson, JsonInputError, loads, read_text
 from lora_core.data.samples import Sample, SampleFormatError, normalize_record
 
-MAX_DATASET_BYTES = 512 * 1024 * 1024
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                   "observation": "tool", "function_call": "assistant", "tool": "tool"}
 
@@ -125,10 +125,6 @@ def looks_like_message(value) -> bool:
     return isinstance(value, dict) and "role" in value and "messages" not in value
 
 
-def json_error_sentence(error: json.JSONDecodeError, what: str) -> str:
-    return f"{what} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
-
-
 def parse_dataset_text(text: str, base_dir: Path, name: str = "the dataset") -> Dataset:
     """Read a dataset from its text; the form is detected from the content."""
     text = text.lstrip("\ufeff")
@@ -137,11 +133,11 @@ def parse_dataset_text(text: str, base_dir: Path, name: str = "the dataset") -> 
     lines = text.splitlines()
     filled = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
+        data = loads(text, name)
+    except JsonInputError as error:  # not one JSON value (or one too deep): JSONL when its lines are values
         if len(filled) > 1 and any(line_is_json_value(line) for _, line in filled[:5]):
             return jsonl_dataset(filled, base_dir, name)
-        raise SampleFormatError(json_error_sentence(error, name)) from None
+        raise SampleFormatError(str(error)) from None
     if isinstance(data, list):
         if data and all(looks_like_message(item) for item in data):
             return Dataset(name, base_dir, "message list", [DatasetEntry(1, "the message list", {"messages": data})])
@@ -154,8 +150,8 @@ def parse_dataset_text(text: str, base_dir: Path, name: str = "the dataset") -> 
 
 def line_is_json_value(line: str) -> bool:
     try:
-        return isinstance(json.loads(line), (dict, list))
-    except json.JSONDecodeError:
+        return isinstance(loads(line, "the line"), (dict, list))
+    except JsonInputError:
         return False
 
 
@@ -164,27 +160,21 @@ def jsonl_dataset(lines: list[tuple[int, str]], base_dir: Path, name: str) -> Da
     for position, (line_number, line) in enumerate(lines, start=1):
         where = f"line {line_number}"
         try:
-            entries.append(DatasetEntry(position, where, as_record(json.loads(line), where)))
-        except json.JSONDecodeError as error:
+            entries.append(DatasetEntry(position, where, as_record(loads(line, "the line"), where)))
+        except InvalidJson as error:
             entries.append(DatasetEntry(position, where, None, f"not valid JSON: {error.msg} at column {error.colno}."))
-        except SampleFormatError as error:
+        except (SampleFormatError, JsonInputError) as error:
             entries.append(DatasetEntry(position, where, None, str(error)))
     return Dataset(name, base_dir, "JSONL", entries)
 
 
 def read_dataset(path: Path) -> Dataset:
-    """A dataset file; images resolve relative to its folder."""
+    """A dataset file; images resolve relative to its folder. A link out of that folder is refused."""
     path = Path(path)
-    if not path.exists():
-        raise SampleFormatError(f"{path} does not exist.")
-    if not path.is_file():
-        raise SampleFormatError(f"{path} is not a file; give a .jsonl or .json dataset.")
-    if path.stat().st_size > MAX_DATASET_BYTES:
-        raise SampleFormatError(f"{path.name} is over {MAX_DATASET_BYTES // 2**20} MB; split it into smaller files.")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SampleFormatError(f"{path.name} is not UTF-8 text; a dataset is JSON or JSONL.") from None
+        text = read_text(path, "a .jsonl or .json dataset", inside=path.parent)
+    except JsonInputError as error:
+        raise SampleFormatError(str(error)) from None
     return parse_dataset_text(text, path.parent, path.name)
 
 
@@ -213,37 +203,26 @@ def demo_dataset(demo, max_images: int = 1) -> Dataset:
     return records_dataset(records, demo.root, "demo trajectories", "demo trajectories (sliced)")
 
 
-MAX_ZIP_MEMBERS = 100_000
-MAX_ZIP_BYTES = 4 * 1024**3
 NOT_DATASETS = ("dataset_info.json",)  # LLaMA-Factory's registry, shipped beside its datasets
 
 
-def extract_dataset_zip(zip_path: Path, destination: Path) -> list[Path]:
+def extract_dataset_zip(zip_path: Path, destination: Path, **limits) -> list[Path]:
     """Unpack a .zip holding a dataset and its images; returns the dataset files found, best guess first.
 
-    Members that would land outside `destination` (absolute paths, `..`) or are links are refused.
+    The archive is checked by lora_core.data.archives before anything is written (size, member count,
+    compression ratio, paths outside `destination`, links); `limits` are its max_bytes / max_members / max_ratio.
     """
-    import zipfile
+    from lora_core.data.archives import ArchiveRefused, extract_archive
 
     destination = Path(destination).resolve()
     try:
-        archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError):
-        raise SampleFormatError(f"{Path(zip_path).name} is not a readable .zip file.") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise SampleFormatError(f"{Path(zip_path).name} is too large to unpack here; give its folder's path instead.")
-        for member in members:
-            if (member.external_attr >> 16) & 0o170000 == 0o120000:
-                raise SampleFormatError(f"{member.filename} in the .zip is a link; links are not unpacked.")
-            target = (destination / member.filename).resolve()
-            if destination not in target.parents:
-                raise SampleFormatError(f"{member.filename} in the .zip points outside its folder; it is refused.")
-        archive.extractall(destination, members)
+        extract_archive(Path(zip_path), destination, **limits)
+    except ArchiveRefused as error:
+        raise SampleFormatError(str(error)) from None
     found = [
         path for path in destination.rglob("*")
-        if path.suffix.lower() in (".jsonl", ".json") and path.is_file() and path.name not in NOT_DATASETS
+        if path.suffix.lower() in (".jsonl", ".json") and path.is_file() and not path.is_symlink()
+        and path.name not in NOT_DATASETS
         and not any(part.startswith((".", "__MACOSX")) for part in path.relative_to(destination).parts)
     ]
     found.sort(key=lambda p: (len(p.relative_to(destination).parts), p.suffix.lower() != ".jsonl", p.name))

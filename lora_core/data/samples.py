@@ -5,12 +5,12 @@ and image items, the image files in order of appearance, and where the sample ca
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_core.data.images import ImageInputError, read_image_size, safe_resolve
+from lora_core.data.json_input import JsonInputError, loads, read_text
 
 ROLES = ("system", "user", "assistant", "tool")
 IMAGE_PLACEHOLDER = "<image>"
@@ -148,13 +148,9 @@ def load_sample_file(path: Path) -> Sample:
     """A single sample file: `{"messages": [...]}` (optionally with `images`) or a bare message list."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SampleFormatError(f"{path} does not exist.") from None
-    except UnicodeDecodeError:
-        raise SampleFormatError(f"{path} is not UTF-8 text.") from None
-    except json.JSONDecodeError as error:
-        raise SampleFormatError(f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.") from None
+        data = loads(read_text(path, "a .json sample file", inside=path.parent), path.name)
+    except JsonInputError as error:
+        raise SampleFormatError(str(error)) from None
     if isinstance(data, list):
         data = {"messages": data}
     return normalize_record(data, path.parent, where=path.name)

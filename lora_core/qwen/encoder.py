@@ -12,7 +12,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Sequence
 
-from lora_core.data.images import open_screenshot, read_image_size
+from lora_core.data.images import aspect_problem, image_warnings, open_screenshot, read_image_size
 from lora_core.data.samples import Sample, SampleFormatError
 from lora_core.qwen.chat import IGNORE_INDEX, RenderedChat, count_trained, pad_runs, render_chat
 from lora_core.qwen.geometry import Geometry, ImageSettings
@@ -241,7 +241,7 @@ class Encoder:
         for path, geom in zip(encoded.sample.images, encoded.geometries):
             if path is None:
                 raise SampleFormatError("An inline image has no file to make pixels from; export the image files.")
-            image = open_screenshot(Path(path))
+            image = open_screenshot(Path(path), where=encoded.sample.where, max_aspect=None)  # sized by geom
             if image.size != (geom.width, geom.height):
                 raise SampleFormatError(f"{Path(path).name} is {image.size[0]}×{image.size[1]} but was "
                                         f"{geom.width}×{geom.height} when encoded; the file changed.")
@@ -274,7 +274,8 @@ class Encoder:
             except ValueError as error:
                 path = sample.images[index]
                 name = Path(path).name if path is not None else f"inline image {index + 1}"
-                raise SampleFormatError(f"{sample.where}, image {index + 1} ({name}): {error}") from None
+                reason = aspect_problem(width, height, name) or str(error)
+                raise SampleFormatError(f"{sample.where}, image {index + 1} ({name}): {reason}") from None
         return geometries, placeholders
 
     def encode(self, sample: Sample, placeholder_size: tuple[int, int] | None = None,
@@ -285,6 +286,9 @@ class Encoder:
             rendered = self.render(sample, geometries)
         result = self.recipe.encode(rendered, self.special)
         notes = list(result.notes) + self.recipe.sample_warnings(sample.messages)
+        if self.recipe.name != "native":  # peers read the raw file: no EXIF orientation, no 16-bit scaling
+            for path in dict.fromkeys(p for p in sample.images if p is not None):
+                notes += image_warnings(path, self.recipe.title or self.recipe.name)
         return Encoded(sample, rendered, geometries, result.full_input_ids, result.full_labels, result.input_ids,
                        result.labels, result.kept, self.special.image_pad, self.recipe.name, self.max_length,
                        result.drop_reason, notes, placeholders, self)

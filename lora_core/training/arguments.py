@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from lora_core.training.config import SFT, ConfigError, RunConfig, effective_warmup, run_owned_reason
+from lora_core.training.schema import SFT, ConfigError, RunConfig, effective_warmup, run_owned_reason
 
 # The run's choices that a training.sft key may replace.
 RUN_DEFAULTS = {"logging_first_step": True, "dataloader_num_workers": 0, "disable_tqdm": True,

@@ -1,17 +1,79 @@
 """The Trainer callback that keeps the run folder current: status.json and metrics.jsonl as training goes,
-and a stop request (SIGTERM or a STOP file) turned into save + stop at the next step."""
+and a stop request (SIGTERM or a STOP file) turned into save + stop.
+
+With several ranks only rank 0 reads the stop request; every `LORA_STOP_SYNC_STEPS` steps (10) it broadcasts
+its decision over a CPU (gloo) group, so all ranks stop on the same step and no GPU sync is added."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
 from lora_core.training.run_folder import RunFolder
 
+STOP_SYNC_ENV = "LORA_STOP_SYNC_STEPS"
+DEFAULT_STOP_SYNC_STEPS = 10
 
-def make_callback(folder: RunFolder, started: float, is_main: bool, stop: threading.Event):
-    """`stop`: the run's stop flag (set by SIGTERM); a STOP file in the folder sets it too."""
+
+def stop_sync_steps() -> int:
+    try:
+        return max(1, int(os.environ.get(STOP_SYNC_ENV, DEFAULT_STOP_SYNC_STEPS)))
+    except ValueError:
+        return DEFAULT_STOP_SYNC_STEPS
+
+
+class StopSync:
+    """Whether the run stops: rank 0 decides (its SIGTERM flag or the STOP file); other ranks learn it by a
+    broadcast on a gloo group of their own. Every rank must call `decide` at the same points."""
+
+    def __init__(self, folder: RunFolder, is_main: bool, stop: threading.Event, every: int | None = None):
+        self.folder, self.is_main, self.stop = folder, is_main, stop
+        self.every = every or stop_sync_steps()
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.group = None
+        self.decided = False  # the agreed decision: every rank has the same value
+
+    @staticmethod
+    def distributed() -> bool:
+        import torch.distributed as dist
+
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def wish(self) -> bool:
+        return self.stop.is_set() or self.folder.stop_requested()
+
+    def due(self, step: int) -> bool:
+        """Alone, every step (reading a flag and a file costs nothing); with ranks, every `every` steps."""
+        return not self.distributed() or step % self.every == 0
+
+    def decide(self) -> bool:
+        if self.decided:
+            return True
+        if self.distributed():
+            import torch
+            import torch.distributed as dist
+
+            if self.group is None:
+                self.group = dist.new_group(backend="gloo")  # CPU tensors: no GPU sync for the decision
+            flag = torch.tensor([1 if self.is_main and self.wish() else 0], dtype=torch.int32)
+            dist.broadcast(flag, src=0, group=self.group)
+            stop = bool(flag.item())
+        else:
+            stop = self.wish()
+        if stop:
+            self.decided = True
+            self.stop.set()
+        return stop
+
+
+def make_callback(folder: RunFolder, started: float, is_main: bool, stop: threading.Event,
+                  sync: StopSync | None = None):
+    """`stop`: the run's stop flag (set by SIGTERM); a STOP file in the folder sets it too. `sync` decides for
+    all ranks (one is made when not given)."""
     from transformers import TrainerCallback
+
+    sync = sync or StopSync(folder, is_main, stop)
 
     class RunFolderCallback(TrainerCallback):
         """Writes status.json and metrics.jsonl as the Trainer goes; turns a stop request into save + stop."""
@@ -19,6 +81,7 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
         def __init__(self):
             self.train_started = None
             self.last_eval_step = None
+            self.sync = sync
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.train_started = time.time()
@@ -33,12 +96,12 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
                 eta = elapsed / done * max(state.max_steps - state.global_step, 0)
                 folder.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
                                      eta_s=round(eta, 1), elapsed_s=round(elapsed, 1))
-            if stop.is_set() or folder.stop_requested():
-                stop.set()
+            if sync.due(state.global_step) and sync.decide():
                 control.should_save = True  # the last checkpoint is kept
                 control.should_training_stop = True
-                if is_main:
-                    folder.update_status(state="stopping")
+                print(f"rank {sync.rank}: stopping at step {state.global_step} (rank 0's decision)", flush=True)
+                folder.update_status(**{f"rank{sync.rank}_stopped_at_step": state.global_step},
+                                     **({"state": "stopping"} if is_main else {}))
             return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):

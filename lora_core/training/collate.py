@@ -32,7 +32,7 @@ class PixelCache:
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
-        image = open_screenshot(Path(path))
+        image = open_screenshot(Path(path), max_aspect=None)  # the recipe's geometry has sized it
         if image.size != (geom.width, geom.height):
             raise RunFailure("bad data", f"{Path(path).name} is {image.size[0]}×{image.size[1]} but its header said "
                                          f"{geom.width}×{geom.height}; the file changed during the run.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 from lora_core.training.schema import (  # noqa: F401  (re-exported: callers import them from here)
+    effective_warmup,
     COORDINATE_SPACES,
     DEMO_SFT_KEYS,
     EVAL_STRATEGIES,
@@ -230,13 +232,6 @@ def check_consistency(config: RunConfig) -> list[str]:
     return notes
 
 
-def effective_warmup(config: RunConfig) -> float:
-    """transformers 5 has only warmup_steps (a count, or a fraction below 1)."""
-    if config.sft.warmup_steps:
-        return config.sft.warmup_steps
-    return config.sft.warmup_ratio or 0.0
-
-
 def launch_problems(config: RunConfig, cuda_available: bool, demo: bool = False) -> list[str]:
     """Reasons this config cannot run here, each a sentence; empty when it can. `demo`: the public demo's limits."""
     sft = config.sft
@@ -250,7 +245,8 @@ def launch_problems(config: RunConfig, cuda_available: bool, demo: bool = False)
             "on a GPU machine (seed §8.6.7).")
     if sft.fp16 and not cuda_available:
         problems.append("fp16 mixed precision needs a CUDA GPU; set training.sft.fp16 to false (or use bf16).")
-    if config.training.gpus > 1 and not cuda_available:
+    if config.training.gpus > 1 and not cuda_available and os.environ.get("LORA_ALLOW_CPU_DDP") != "1":
+        # LORA_ALLOW_CPU_DDP=1 (tests only): torchrun with gloo ranks on the CPU
         problems.append(f"training.gpus is {config.training.gpus} but no CUDA GPU is visible; set it to 1.")
     if sft.load_best_model_at_end:
         if sft.eval_strategy == "no":

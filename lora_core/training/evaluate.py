@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.config_path.is_file():
         print(f"error: {args.run} is not a run folder (no config.yaml)", file=sys.stderr)
         return 2
+    if folder.try_evaluation_lock() is None:  # held (open) until this process ends: one evaluation per run
+        print(f"error: {args.run} is already being evaluated; wait for that evaluation to finish.", file=sys.stderr)
+        return 3
     previous = folder.read_eval() or {}
     write_json_atomic(folder.eval_path, {**previous, "state": "running", "pid": os.getpid(),
                                          "started_at": time.time()})
@@ -315,7 +318,7 @@ def draw_predictions(screenshot_path: Path, truth_row: dict, predictions: list[t
 
     from lora_core.data.images import open_screenshot
 
-    image = open_screenshot(Path(screenshot_path))
+    image = open_screenshot(Path(screenshot_path), max_aspect=None)
     scale = height / image.height
     view = image.resize((max(1, round(image.width * scale)), height), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(view)

@@ -6,11 +6,19 @@ reload or an app restart finds every run again. This module imports nothing heav
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no file locks (one process writes at a time there)
+    fcntl = None
+
+EVAL_LOCK_FD_ENV = "LORA_EVAL_LOCK_FD"  # the evaluation lock's descriptor, handed to the evaluate process
 
 
 def write_json_atomic(path: Path, data) -> None:
@@ -49,16 +57,38 @@ class RunFolder:
     predictions_path = property(lambda self: self.path / "predictions.jsonl")
     eval_path = property(lambda self: self.path / "eval.json")
     stop_path = property(lambda self: self.path / "STOP")
+    kill_path = property(lambda self: self.path / "KILL")  # a SIGTERM after it ends the trainer at once
+    status_lock_path = property(lambda self: self.path / ".status.lock")
+    eval_lock_path = property(lambda self: self.path / ".eval.lock")
 
     def read_status(self) -> dict:
         status = read_json(self.status_path, {})
         return status if isinstance(status, dict) else {}
 
-    def update_status(self, **fields) -> dict:
-        status = self.read_status()
-        status.update(fields)
-        status["updated_at"] = time.time()
-        write_json_atomic(self.status_path, status)
+    @contextlib.contextmanager
+    def status_lock(self):
+        """The status file's lock (flock on .status.lock): held around every read-modify-write of status.json,
+        so the launcher, the trainer's ranks and the app never lose each other's fields."""
+        if fcntl is None:
+            yield
+            return
+        handle = os.open(self.status_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing releases the lock
+
+    def update_status(self, defaults: dict | None = None, **fields) -> dict:
+        """Merge `fields` into status.json (and `defaults` where the key is missing), under the status lock;
+        the file is replaced by a rename, so a reader never sees half of it."""
+        with self.status_lock():
+            status = self.read_status()
+            for key, value in (defaults or {}).items():
+                status.setdefault(key, value)
+            status.update(fields)
+            status["updated_at"] = time.time()
+            write_json_atomic(self.status_path, status)
         return status
 
     def append_metric(self, record: dict) -> None:
@@ -112,6 +142,42 @@ class RunFolder:
 
     def request_stop(self) -> None:
         self.stop_path.write_text(str(time.time()))
+
+    def try_evaluation_lock(self) -> int | None:
+        """Take the run's evaluation lock (flock, non-blocking): a descriptor that holds it, or None when another
+        process (an evaluation) holds it. The lock is released when every copy of the descriptor is closed,
+        that is when the process holding it ends."""
+        if fcntl is None:
+            return os.open(os.devnull, os.O_RDONLY)
+        inherited = os.environ.get(EVAL_LOCK_FD_ENV)
+        if inherited:  # taken by the launcher for this process and passed down (the same open file)
+            try:
+                handle = int(inherited)
+                if os.path.samestat(os.fstat(handle), os.stat(self.eval_lock_path)):
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return handle
+            except (OSError, ValueError):
+                pass
+        handle = os.open(self.eval_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(handle)
+            return None
+        return handle
+
+    def evaluation_locked(self) -> bool:
+        """Whether an evaluation holds the lock right now (taken and given back at once when free)."""
+        if fcntl is None or not self.eval_lock_path.exists():
+            return False
+        handle = os.open(self.eval_lock_path, os.O_RDWR)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(handle)
+        return False
 
     def read_eval(self) -> dict | None:
         data = read_json(self.eval_path)

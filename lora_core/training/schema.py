@@ -388,3 +388,10 @@ def parse_value(spec: Field, value):
     if not isinstance(value, (str, int, float)):
         raise ConfigError(f"{spec.path} must be text, got {value!r}.")
     return str(value)
+
+
+def effective_warmup(config: RunConfig) -> float:
+    """transformers 5 has only warmup_steps (a count, or a fraction below 1)."""
+    if config.sft.warmup_steps:
+        return config.sft.warmup_steps
+    return config.sft.warmup_ratio or 0.0

@@ -6,7 +6,9 @@ status.json, metrics.jsonl, train.log, checkpoint-N/, adapter/ (PEFT's format), 
 The path from a sample to a batch is the app's one path: the run's encoder (`lora_core.qwen.encoder`) gives
 input_ids, labels, geometry and pixels (render → truncate → label); the image processor's grid must equal that
 geometry, so the number of image pads and of visual features always agree.
-SIGTERM (or a STOP file in the run folder) stops at the next step and saves a checkpoint first.
+SIGTERM (or a STOP file in the run folder) stops at the next step and saves a checkpoint first; with several
+ranks rank 0 decides and tells the others every few steps (callbacks.StopSync). A SIGTERM after the launcher
+wrote a KILL file ends the process at once (the Kill button).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from lora_core.training.run_folder import RunFolder, default_workspace
 
 STOP_REQUESTED = threading.Event()
 LOG_ATTACHED_ENV = "LORA_RUN_LOG_ATTACHED"  # set by the launcher when stdout/stderr already go to train.log
+LAUNCHED_ENV = "LORA_RUN_LAUNCHED"  # set by the launcher, which records the run's pid (its process group) itself
+RUN_FOLDER: RunFolder | None = None  # for the SIGTERM handler
 
 
 def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
@@ -82,9 +86,19 @@ def classify_exception(error: BaseException) -> tuple[str, str]:
 def run(config_path: Path, data_path: Path | None, workspace: Path | None) -> int:
     started = time.time()
     folder = RunFolder(config_path.resolve().parent)
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    rank = int(os.environ.get("RANK", "0"))
+    is_main = rank == 0
+    # the launcher's pid (the group id Kill signals) stays; this process is trainer_pid (rank 0) / rank<N>_pid
+    own = {f"rank{rank}_pid": os.getpid()}
+    if os.getpgid(0) == os.getpid():  # it leads a process group (torchrun gives each worker one): Kill ends it
+        own[f"rank{rank}_pgid"] = os.getpid()
+    if not os.environ.get(LAUNCHED_ENV):
+        own.update(pid=os.getpid(), pgid=None)  # run by hand: this process is the run
     if is_main:
-        folder.update_status(state="starting", pid=os.getpid(), started_at=started, reason=None, message=None)
+        folder.update_status(state="starting", trainer_pid=os.getpid(), started_at=started, reason=None, message=None,
+                             **own)
+    else:
+        folder.update_status(**own)
     try:
         return train_and_evaluate(folder, config_path, data_path, workspace, started, is_main)
     except BaseException as error:  # recorded for the UI, then re-raised as an exit status
@@ -117,7 +131,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         data_path = Path(config.data.path)
         if not data_path.is_absolute():
             data_path = (config_path.parent / data_path).resolve()
-    if STOP_REQUESTED.is_set():
+    if STOP_REQUESTED.is_set() and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # ranks agree below instead
         raise_stopped_before_training(folder, is_main)
 
     if is_main:
@@ -125,7 +139,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     import torch
 
     from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
-    from lora_core.training.callbacks import make_callback
+    from lora_core.training.callbacks import StopSync, make_callback
     from lora_core.training.collate import Collator, ItemDataset, PixelCache, takes_token_types
     from lora_core.training.data import prepare_data, run_encoder
     from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
@@ -171,19 +185,20 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     args = training_arguments(config, folder, bool(data.val), cuda)
     trainer_class = make_trainer_class()
     trainer_class.vision_learning_rate = config.lora.vision_learning_rate
-    callback = make_callback(folder, started, is_main, STOP_REQUESTED)
+    sync = StopSync(folder, is_main, STOP_REQUESTED)
+    callback = make_callback(folder, started, is_main, STOP_REQUESTED, sync)
     trainer = trainer_class(model=model, args=args, train_dataset=ItemDataset(data.train),
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
-    if STOP_REQUESTED.is_set() or folder.stop_requested():
+    if sync.decide():  # every rank, after the Trainer has set up the process group: they agree
         raise_stopped_before_training(folder, is_main)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    stopped = STOP_REQUESTED.is_set()
+    stopped = sync.decided  # the same on every rank (a rank's own SIGTERM does not count)
     state = trainer.state
     if data.val and not stopped and callback.last_eval_step != state.global_step:
         trainer.evaluate()  # the final eval_loss, at the last step
@@ -224,6 +239,10 @@ def raise_stopped_before_training(folder: RunFolder, is_main: bool):
 
 
 def request_stop(signum, frame) -> None:
+    if RUN_FOLDER is not None and RUN_FOLDER.kill_path.exists():  # the Kill button: end now, no checkpoint
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     STOP_REQUESTED.set()
 
 
@@ -237,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        "(default: two folders above runs/<id>/)")
     args = parser.parse_args(argv)
     config_path = args.config
+    global RUN_FOLDER
+    RUN_FOLDER = RunFolder(config_path.resolve().parent)
     if not config_path.is_file():
         print(f"error: no config file at {config_path}", file=sys.stderr)
         return 2

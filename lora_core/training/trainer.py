@@ -42,13 +42,13 @@ def attach_lora(model, config):
     """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
     from peft import LoraConfig, get_peft_model
 
-    from lora_core.analysis.coverage import check_entries, list_modules
+    from lora_core.analysis.coverage import check_entries, list_modules, peft_targets
 
     entries, errors = check_entries(config.lora.target_modules, list_modules(model))
     if errors:
         raise RunFailure("bad config", errors[0])
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=peft_targets(config.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, lora), entries
 
 
