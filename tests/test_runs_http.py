@@ -61,6 +61,7 @@ def test_two_runs_at_once_from_yaml(client):
     assert first != second
     listed = {run["run_id"]: run for run in client.predict(api_name="/runs_list")}
     assert {first, second} <= set(listed) and listed[first]["name"] == "http-a"
+    assert listed[second]["state"] == "waiting"  # one run at a time on a CPU-only machine: it starts after the first
     for run_id in (first, second):
         view = wait_finished(client, run_id)
         assert view["status"]["state"] == "finished", view["status"]

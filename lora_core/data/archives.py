@@ -147,7 +147,7 @@ def extract_archive(zip_path: Path, destination: Path, *, max_bytes: int | None 
         raise ArchiveRefused(f"{name} is not a readable .zip file.") from None
     with archive:
         planned = check_archive(archive, destination, name, limits=limits)
-        destination = Path(destination)
+        destination = Path(destination).resolve()
         created_root = not destination.exists()
         destination.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
