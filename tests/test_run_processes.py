@@ -228,7 +228,7 @@ def test_a_waiting_run_is_taken_out_of_the_queue_by_stop(tmp_path):
 
 
 def test_kill_reports_what_really_happened(tmp_path, monkeypatch):
-    manager = FakeRunManager(tmp_path, max_concurrent=1)
+    manager = FakeRunManager(tmp_path)
 
     # a run whose group holds a child that ignores SIGTERM: SIGKILL ends it, and none is left
     monkeypatch.setenv("FAKE_RUN_MODE", "stubborn")
@@ -261,7 +261,8 @@ def test_kill_reports_what_really_happened(tmp_path, monkeypatch):
 
 
 def test_all_linear_as_a_list_is_what_peft_expands(embedded_path):
-    from lora_core.analysis.coverage import attached_modules, coverage_for_model, peft_targets
+    from lora_core.analysis import coverage
+    from lora_core.analysis.coverage import attached_modules, coverage_for_model
     from lora_core.qwen.checkpoint import load_model
     from lora_core.training.trainer import attach_lora
 
@@ -269,7 +270,6 @@ def test_all_linear_as_a_list_is_what_peft_expands(embedded_path):
     as_list = coverage_for_model(embedded_path, ["all-linear"])
     assert as_list.ok, as_list.errors
     assert as_list.groups == as_string.groups and as_list.trainable == as_string.trainable > 0
-    assert peft_targets(["all-linear"]) == "all-linear" and peft_targets(["q_proj"]) == ["q_proj"]
 
     config = preset("tiny-cpu").config()
     config.lora.target_modules = ["all-linear"]  # as the form writes it, one entry per line
@@ -280,6 +280,7 @@ def test_all_linear_as_a_list_is_what_peft_expands(embedded_path):
 
     mixed = coverage_for_model(embedded_path, ["all-linear", "q_proj"])
     assert not mixed.ok and "alone" in mixed.errors[0]
+    assert coverage.peft_targets(["all-linear"]) == "all-linear" and coverage.peft_targets(["q_proj"]) == ["q_proj"]
 
 
 # ----------------------------------------------------------------- two gloo ranks on the CPU

@@ -1,6 +1,8 @@
 """`native`: our trainer and the seed's rule (max_dim pre-resize, transformers' smart_resize, cut then label)."""
 from __future__ import annotations
 
+from functools import cached_property
+
 from lora_core.qwen.chat import LabelMode, RenderedChat, build_labels, parse_label_mode
 from lora_core.qwen.geometry import Geometry, ImageSettings, geometry
 from lora_core.qwen.recipes.base import OptionSpec, Recipe, RecipeEncoding, RecipeError
@@ -36,7 +38,7 @@ class NativeRecipe(Recipe):
     def max_length(self) -> int | None:
         return self.options["max_length"]
 
-    @property
+    @cached_property
     def image_settings(self) -> ImageSettings:
         changes = {key: self.options[key] for key in ("max_dim", "min_pixels", "max_pixels")
                    if self.options[key] is not None}
