@@ -29,9 +29,11 @@ def run_geometry(args) -> dict:
 
 
 def run_mask(args) -> dict:
+    from lora_core.data.images import check_images
     from lora_core.data.samples import load_sample_file
 
     sample = load_sample_file(args.sample)  # a bad file is refused before the model loads
+    check_images(sample.images, sample.where)  # and so is a bad image (headers only)
     encoder, model_name = encoder_from_args(args)
     encoded = encoder.encode(sample)
     spans = encoded.image_spans

@@ -38,16 +38,20 @@ def test_form_zero_means_not_set_and_bad_values_name_their_key():
         config_from_form(values)
 
 
-def demo_ctx(exposed=True, demo=True, workspace=None):
-    return SimpleNamespace(demo_mode=demo, exposed=exposed, workspace=workspace)
+def demo_ctx(exposed=True, demo=True, workspace=None, authenticated=False):
+    return SimpleNamespace(demo_mode=demo, exposed=exposed, workspace=workspace, authenticated=authenticated,
+                           view_only=exposed and not authenticated)
 
 
 def test_exposed_demo_needs_a_login_to_launch():
     anonymous = SimpleNamespace(username=None)
     assert "needs a login" in launch_refusal(demo_ctx(), anonymous)
-    assert launch_refusal(demo_ctx(), SimpleNamespace(username="alice")) is None
+    assert launch_refusal(demo_ctx(authenticated=True), SimpleNamespace(username="alice")) is None
     assert launch_refusal(demo_ctx(exposed=False), anonymous) is None
-    assert launch_refusal(demo_ctx(demo=False), anonymous) is None
+    # exposed without --auth is view-only in every mode; with --auth or on loopback anyone logged in may launch
+    assert "--auth" in launch_refusal(demo_ctx(demo=False), anonymous)
+    assert launch_refusal(demo_ctx(demo=False, authenticated=True), SimpleNamespace(username="alice")) is None
+    assert launch_refusal(demo_ctx(demo=False, exposed=False), anonymous) is None
 
 
 def test_demo_flag_and_exposure(monkeypatch):

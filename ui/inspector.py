@@ -8,7 +8,10 @@ from __future__ import annotations
 import atexit
 import html
 import json
+import os
+import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,6 +25,7 @@ from lora_core.analysis.audit import AuditReport, audit_dataset
 from lora_core.qwen.chat import IGNORE_INDEX
 from lora_core.data.datasets import Dataset, demo_dataset, extract_dataset_zip, parse_dataset_text, read_dataset
 from lora_core.data.json_input import check_text
+from lora_core.data.samples import SampleFormatError, image_reference, is_inline
 from lora_core.analysis.masking import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_PLACEHOLDER_SIZE,
@@ -147,17 +151,105 @@ def path_source(ctx, text: str) -> Source:
                          "(a .zip with its images) instead.")
     if not text or not text.strip():
         raise ValueError("Give the path of a .jsonl or .json dataset on this machine.")
-    dataset = read_dataset(Path(text.strip()).expanduser())
-    return Source(dataset, dataset_notes(dataset), f"path-{text.strip()}")
+    try:
+        dataset = read_dataset(Path(text.strip()).expanduser())
+    except (ValueError, OSError) as error:
+        raise ValueError(user_message(error, ctx)) from None
+    return Source(dataset, [user_message(note, ctx) for note in dataset_notes(dataset)], f"path-{text.strip()}")
 
 
 def pasted_source(ctx, text: str) -> Source:
+    """Pasted JSON. A private app resolves its image paths inside the workspace; a public one (demo mode, or
+    exposed) reads no server file: only the demo screenshots by name (home.png) and inline data: images."""
     if not text or not text.strip():
         raise ValueError("Paste a sample first: {\"messages\": [...]}, a message list, a JSON list or JSONL lines.")
     check_text(text, "pasted JSON")  # too large for the paste box: a sentence (nesting is checked when parsed)
-    dataset = parse_dataset_text(text, ctx.workspace, "pasted JSON")
-    notes = dataset_notes(dataset) + [f"Image paths resolve inside the workspace ({ctx.workspace})."]
+    if server_paths_allowed(ctx):
+        dataset = parse_dataset_text(text, ctx.workspace, "pasted JSON")
+        note = "Image paths resolve inside the workspace folder (--workspace)."
+    else:
+        screens = {Path(screen.path).name: Path(screen.path) for screen in ctx.demo.screens}
+        folder = next(iter(screens.values())).parent if screens else Path(ctx.workspace) / "demo-screens"
+        dataset = parse_dataset_text(text, folder, "pasted JSON")
+        refuse_server_references(dataset, sorted(screens))
+        note = (f"Images: the demo screenshots by name ({', '.join(sorted(screens)[:3])}, …) or inline data: images; "
+                "upload a .zip to inspect your own.")
+    notes = [user_message(line, ctx) for line in dataset_notes(dataset)] + [note]
     return Source(dataset, notes, f"paste-{hash(text)}")
+
+
+def pasted_references(record) -> list:
+    """The image references a record names: its `images` list and its content items' image / image_url."""
+    references = list(record["images"]) if isinstance(record.get("images"), list) else []
+    messages = record.get("messages") if isinstance(record.get("messages"), list) else []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            references += [image_reference(item) for item in content
+                           if isinstance(item, dict) and item.get("type") in ("image", "image_url")]
+    return references
+
+
+DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def refuse_server_references(dataset: Dataset, names: list[str]) -> None:
+    """Public app: a pasted record naming any file but a demo screenshot (by its bare name) is unreadable, with a
+    sentence that names the reference and not the server folder. Raises when no record is left."""
+    for entry in dataset.entries:
+        if entry.error or not isinstance(entry.record, dict):
+            continue
+        for reference in pasted_references(entry.record):
+            if not isinstance(reference, str) or is_inline(reference) or reference in names:
+                continue  # a non-string is refused by the sample reader with its own sentence
+            base = reference.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            shown = (f"the absolute path …/{base}" if Path(reference).is_absolute() or DRIVE.match(reference)
+                     else repr(reference))  # its folder may be one of this machine's: only the name is echoed
+            fix = (f"name it {base} alone" if base in names else
+                   f"name one of the demo screenshots ({', '.join(names)}) or use an inline data: image")
+            entry.error = (f"image {shown} is not one of the demo screenshots, and this public app reads no "
+                           f"other file on its machine: {fix}, or upload a .zip holding your dataset and its images.")
+            entry.record = None
+            break
+    readable = [entry for entry in dataset.entries if not entry.error]
+    if not readable:
+        first = dataset.entries[0]
+        raise SampleFormatError(f"{dataset.name}, {first.where}: {first.error}")
+
+
+def server_folders(ctx=None) -> list[str]:
+    """Folders of this machine that no message shows: the workspace, temp folders (gradio's uploads), the
+    installed packages and the app itself."""
+    import sysconfig
+
+    folders = {tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR", ""), sys.prefix, sys.base_prefix,
+               str(Path(__file__).resolve().parent.parent), *sysconfig.get_paths().values()}
+    if ctx is not None and getattr(ctx, "workspace", None):
+        folders.add(str(ctx.workspace))
+    found = set()
+    for folder in folders:
+        if folder and folder != "/":
+            found.add(str(folder).rstrip("/"))
+            try:
+                found.add(str(Path(folder).resolve()))
+            except OSError:
+                pass
+    return sorted(found, key=len, reverse=True)
+
+
+def user_message(error, ctx=None) -> str:
+    """`error` as shown to a user: every absolute path inside a server folder becomes its file's name."""
+    text = str(error)
+    for folder in server_folders(ctx):
+        text = re.sub(re.escape(folder) + r"(?:/[^\s'\"<>|,;:()\[\]]*)?(?![\w.-])", file_name, text)
+    return text
+
+
+def file_name(match: re.Match) -> str:
+    path = match.group(0)
+    dots = len(path) - len(path.rstrip("."))  # a sentence's full stop is not part of the name
+    name = Path(path[: len(path) - dots]).name
+    return (name or "the folder") + "." * dots
 
 
 def dataset_notes(dataset: Dataset) -> list[str]:
@@ -424,8 +516,8 @@ def preview(ctx, source: Source | None, index, mode, max_length, setting_key, wi
         ins = inspect_source(ctx, source, index, mode, max_length, setting_key, width, height, compare, recipe,
                              recipe_options)
     except Exception as error:  # a sentence for the user, never a traceback; the app keeps working
-        message = str(error) if isinstance(error, (ValueError, OSError, RuntimeError)) else \
-            f"This sample could not be inspected ({type(error).__name__}: {error})."
+        message = user_message(error, ctx) if isinstance(error, (ValueError, OSError, RuntimeError)) else \
+            user_message(f"This sample could not be inspected ({type(error).__name__}: {error}).", ctx)
         if "does not exist" in message and source.key.startswith("file-"):
             message += " " + UPLOAD_HINT
         gr.Warning(message)
@@ -621,12 +713,12 @@ def build(ctx, blocks: gr.Blocks) -> None:
             try:
                 source = replace_source(previous, make, *inputs)
             except (ValueError, OSError, RuntimeError) as error:
-                gr.Warning(str(error))
+                gr.Warning(user_message(error, ctx))
                 return gr.update(), gr.update(), gr.update()
             except Exception as error:  # an unexpected shape of input: say so, keep the current source
-                gr.Warning(f"This source could not be read ({type(error).__name__}: {error}).")
+                gr.Warning(user_message(f"This source could not be read ({type(error).__name__}: {error}).", ctx))
                 return gr.update(), gr.update(), gr.update()
-            note = "\n\n".join(source.notes)
+            note = user_message("\n\n".join(source.notes), ctx)
             return source, gr.update(choices=source.choices(), value=source.first_shown()), note
         return handler
 
@@ -656,7 +748,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
             report = run_audit(ctx, source, mode_value, length, setting_key, width, height, progress, recipe,
                                recipe_options)
         except (ValueError, OSError, RuntimeError) as error:
-            gr.Warning(str(error))
+            gr.Warning(user_message(error, ctx))
             return gr.update(), gr.update(), gr.update(), gr.update(), []
         rows = problem_rows(report)
         path = Path(tempfile.mkdtemp(prefix="mask-audit-")) / "audit.json"
@@ -703,7 +795,7 @@ def inspect_api(ctx):
             source = api_source(ctx, dataset, text)
             ins = inspect_source(ctx, source, index, mode, max_length, setting, *DEFAULT_PLACEHOLDER_SIZE)
         except (ValueError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(user_message(error, ctx)) from None
         finally:
             release_source(source)  # an API call's unpacked upload is not kept
         a = ins.analysis
@@ -728,7 +820,7 @@ def audit_api(ctx):
             source = api_source(ctx, dataset, text)
             report = run_audit(ctx, source, mode, max_length, setting, *DEFAULT_PLACEHOLDER_SIZE)
         except (ValueError, OSError) as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(user_message(error, ctx)) from None
         finally:
             release_source(source)
         return report.as_dict()

@@ -24,7 +24,7 @@ from lora_core.analysis.masking import (
 )
 from lora_core.analysis.resolution import NamedSetting, preset_settings
 from lora_core.data.datasets import Dataset, read_dataset
-from lora_core.data.images import read_image_size
+from lora_core.data.images import check_images, read_image_size
 from lora_core.qwen.encoder import DEFAULT_PLACEHOLDER_SIZE, Encoder
 
 Progress = Callable[[int, int], None]
@@ -293,8 +293,24 @@ def run_audit(args) -> dict:
     from lora_core.cli_args import encoder_from_args
 
     dataset = read_dataset(args.dataset)
+    refuse_unreadable(dataset)  # before the model loads
     encoder, model_name = encoder_from_args(args, native_defaults={"max_length": DEFAULT_MAX_LENGTH})
     report = audit_dataset(dataset, encoder, args.placeholder_size)
     if report.totals["read"] == 0:
         raise ValueError(f"No sample of {dataset.name} could be read: {report.rows[0].error}")
     return {"model": model_name, **report.as_dict()}
+
+
+def refuse_unreadable(dataset: Dataset) -> None:
+    """Refuse a dataset none of whose samples can be read (record or image headers), without loading a model;
+    stops at the first sample that can be read."""
+    first = None
+    for index in range(len(dataset)):
+        try:
+            sample = dataset.sample(index)
+            check_images(sample.images, sample.where)
+            return
+        except (ValueError, OSError) as error:
+            first = first or (str(error).splitlines()[0] if str(error) else type(error).__name__)
+    if first is not None:
+        raise ValueError(f"No sample of {dataset.name} could be read: {first}")

@@ -67,8 +67,8 @@ def safe_resolve(base: Path, reference: str) -> Path:
     else:
         target = (base / candidate).resolve()
     if target != base and base not in target.parents:
-        raise ImageInputError(
-            f"Image path {reference!r} points outside {base}; keep images inside the dataset's folder."
+        raise ImageInputError(  # the folder is not named: it is a server path (a workspace, an upload's temp folder)
+            f"Image path {reference!r} points outside the dataset's folder; keep images inside it."
         )
     return target
 
@@ -131,9 +131,9 @@ def image_header(path: Path, where: str | None = None) -> ImageHeader:
     """Sizes, orientation, mode and format from the file header only; no pixels are decoded."""
     path = Path(path)
     if not path.exists():
-        raise refusal(f"Image {path.name} does not exist ({path}).", where)
+        raise refusal(f"Image {path.name} does not exist.", where)  # no folder: it may be a server path
     if not path.is_file():
-        raise refusal(f"{path} is not a file.", where)
+        raise refusal(f"{path.name} is not a file.", where)
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -211,6 +211,15 @@ def check_aspect(width: int, height: int, name: str = "This image", where: str |
     problem = aspect_problem(width, height, name, limit)
     if problem:
         raise refusal(problem, where)
+
+
+def check_images(paths, where: str | None = None) -> None:
+    """Refuse, from the headers alone, any file among `paths` (None: inline) that no recipe can size: unreadable,
+    a decompression bomb, or over 200:1. The CLIs call it before the model loads."""
+    for path in paths:
+        if path is not None:
+            header = image_header(Path(path), where)
+            check_aspect(header.width, header.height, Path(path).name, where)
 
 
 # ---------------------------------------------------------------------------- pixels

@@ -73,8 +73,8 @@ def check_link(path: Path, inside: Path) -> None:
     real = path.resolve()
     if folder not in real.parents:
         raise JsonInputError(
-            f"{path.name} is a link to {real}, outside its folder {folder}; links out of a dataset's folder are not "
-            "followed. Give the real file's path, or copy the file into the folder.")
+            f"{path.name} is a link to {real.name}, outside its folder; links out of a dataset's folder are not "
+            "followed. Give the real file's path, or copy the file into the folder.")  # no server path is named
 
 
 def read_text(path: Path, what: str = "a JSON or JSONL file", *, max_bytes: int | None = None,
