@@ -203,7 +203,7 @@ def refuse_server_references(dataset: Dataset, names: list[str]) -> None:
             if not isinstance(reference, str) or is_inline(reference) or reference in names:
                 continue  # a non-string is refused by the sample reader with its own sentence
             base = reference.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-            shown = (f"the absolute path …/{base}" if Path(reference).is_absolute() or DRIVE.match(reference)
+            shown = (f"'…/{base}' (an absolute path)" if Path(reference).is_absolute() or DRIVE.match(reference)
                      else repr(reference))  # its folder may be one of this machine's: only the name is echoed
             fix = (f"name it {base} alone" if base in names else
                    f"name one of the demo screenshots ({', '.join(names)}) or use an inline data: image")
