@@ -8,15 +8,10 @@ import pytest
 from lora_core.qwen.chat import IGNORE_INDEX, build_labels, render_chat
 from lora_core.qwen.geometry import geometry
 from lora_core.data.datasets import extract_dataset_zip, parse_dataset_text, read_dataset
-from lora_core.analysis.masking import (
-    DEFAULT_MAX_LENGTH,
-    TARGET,
-    analyse_sample,
-    inspect_sample,
-    sample_layout,
-    token_texts,
-    without_images,
-)
+from lora_core.analysis.history import sample_layout, without_images
+from lora_core.analysis.inspection import inspect_sample
+from lora_core.analysis.masking import DEFAULT_MAX_LENGTH, TARGET, analyse_sample
+from lora_core.analysis.token_view import token_texts
 from lora_core.data.samples import Sample, SampleFormatError, normalize_record
 from tests.conftest import PEER_DATA, load_fixture
 from tests.images import plain_image

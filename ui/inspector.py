@@ -1,7 +1,7 @@
 """Mask Inspector: every token of a sample coloured by what the loss does with it, and a dataset audit.
 
-Wiring and formatting only: the ids, labels, verdicts and audit numbers come from lora_core.analysis.masking
-and lora_core.analysis.audit, which call the trainer's own rendering and labelling.
+Wiring and formatting only: the ids, labels, verdicts and audit numbers come from lora_core.analysis (inspection,
+masking, audit), which encode through the chosen recipe's encoder, the trainer's own path.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from lora_core.qwen.chat import IGNORE_INDEX
 from lora_core.data.datasets import Dataset, demo_dataset, extract_dataset_zip, parse_dataset_text, read_dataset
 from lora_core.data.json_input import check_text
 from lora_core.data.samples import SampleFormatError, image_reference, is_inline
+from lora_core.analysis.inspection import Inspection, inspect_sample, rule_description
 from lora_core.analysis.masking import (
     DEFAULT_MAX_LENGTH,
     DEFAULT_PLACEHOLDER_SIZE,
@@ -37,9 +38,6 @@ from lora_core.analysis.masking import (
     TOKEN_CLASSES,
     USER,
     Finding,
-    Inspection,
-    inspect_sample,
-    rule_description,
 )
 from lora_core.qwen.geometry import ImageSettings
 from lora_core.analysis.resolution import preset_settings

@@ -14,14 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from lora_core.analysis.masking import (
-    DEFAULT_MAX_LENGTH,
-    ERROR,
-    WARN,
-    MaskAnalysis,
-    analyse_encoded,
-    check_message_texts,
-)
+from lora_core.analysis.masking import DEFAULT_MAX_LENGTH, ERROR, WARN, MaskAnalysis, analyse_encoded, check_message_texts
 from lora_core.analysis.resolution import NamedSetting, preset_settings
 from lora_core.data.datasets import Dataset, read_dataset
 from lora_core.data.images import check_images, read_image_size
