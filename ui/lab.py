@@ -94,9 +94,8 @@ def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_
                     recipe: str | None = None, recipe_options: str | None = None) -> list[NamedSetting]:
     chosen = [named for named in lab_settings(model_settings) if named.key in (presets or [])]
     if recipe and (recipe != "native" or recipe_options):
-        options = options_from_text(recipe, recipe_options)
-        label = make_recipe(recipe, model_settings, options).describe()
-        chosen.append(NamedSetting("recipe", f"your recipe: {label}", make_recipe(recipe, model_settings, options)))
+        chosen_recipe = make_recipe(recipe, model_settings, options_from_text(recipe, recipe_options))
+        chosen.append(NamedSetting("recipe", f"your recipe: {chosen_recipe.describe()}", chosen_recipe))
     if use_custom:
         for name, value in (("max_dim", custom_max_dim), ("min_pixels", custom_min), ("max_pixels", custom_max)):
             if value is not None and value < 0:

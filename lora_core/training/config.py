@@ -36,7 +36,6 @@ from lora_core.training.schema import (  # noqa: F401  (re-exported: callers imp
     ConfigError,
     Field,
     RunConfig,
-    dataclass_paths,
     is_training_argument,
     parse_targets,
     parse_value,

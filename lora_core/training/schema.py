@@ -12,7 +12,7 @@ import copy
 import functools
 import math
 import typing
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 LLM_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -250,15 +250,6 @@ def resolve_section(config: RunConfig, path: str):
     if attribute == "missing":
         raise KeyError(path)
     return config if attribute is None else getattr(config, attribute)
-
-
-def dataclass_paths() -> set[str]:
-    """Every settable path of RunConfig (for checking FIELDS covers them)."""
-    paths = {"model", "name"}
-    for prefix, attribute in SECTIONS.items():
-        if attribute:
-            paths |= {f"{prefix}.{f.name}" for f in fields(getattr(RunConfig(), attribute))}
-    return paths
 
 
 # ----------------------------------------------------------------- TrainingArguments pass-through
