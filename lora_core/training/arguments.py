@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
-from lora_core.training.schema import SFT, ConfigError, RunConfig, effective_warmup, run_owned_reason
+from lora_core.training.schema import SFT, ConfigError, RunConfig, effective_warmup, resolved_bf16, run_owned_reason
 
 # The run's choices that a training.sft key may replace.
+# No per-step host sync: the collator counts tokens (include_num_input_tokens_seen would gather them on the
+# GPU), and the NaN filter would read every step's loss back.
 RUN_DEFAULTS = {"logging_first_step": True, "dataloader_num_workers": 0, "disable_tqdm": True,
-                "include_num_input_tokens_seen": "non_padding"}  # tokens/s in metrics.jsonl
+                "include_num_input_tokens_seen": "no", "logging_nan_inf_filter": False}
 # What TrainingArguments raises on a value it refuses.
 REFUSALS = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError)
 # Checked against the GPU, or switching torch's TF32 mode process-wide: the launch check leaves them to the run.
@@ -21,7 +23,7 @@ def run_owned_arguments(output_dir: str, run_name: str, cuda: bool) -> dict:
             "prediction_loss_only": True}
 
 
-def user_arguments(config: RunConfig, has_eval: bool) -> dict:
+def user_arguments(config: RunConfig, has_eval: bool, cuda: bool = False, checkpointing: bool | None = None) -> dict:
     """The config's TrainingArguments values, keyed by field, in the order a refusal is looked for."""
     from lora_core.training.schema import FIELDS, training_argument_types
 
@@ -30,8 +32,10 @@ def user_arguments(config: RunConfig, has_eval: bool) -> dict:
     eval_strategy = sft.eval_strategy if has_eval else "no"
     values.update(eval_strategy=eval_strategy, warmup_steps=effective_warmup(config),
                   load_best_model_at_end=sft.load_best_model_at_end and eval_strategy != "no",
-                  fp16=sft.fp16 and not sft.bf16, report_to="none" if sft.report_to == ["none"] else sft.report_to,
-                  **{checkpointing_field(known): config.training.gradient_checkpointing})
+                  bf16=resolved_bf16(config, cuda), fp16=sft.fp16 and not resolved_bf16(config, cuda),
+                  report_to="none" if sft.report_to == ["none"] else sft.report_to,
+                  **{checkpointing_field(known): bool(config.training.gradient_checkpointing is True
+                                                      if checkpointing is None else checkpointing)})
     for key, value in config.passthrough.items():
         if run_owned_reason(key):
             raise ConfigError(run_owned_reason(key))
@@ -51,11 +55,13 @@ def yaml_path(key: str) -> str:
     return SFT + key
 
 
-def build_training_arguments(config: RunConfig, output_dir: str, run_name: str, has_eval: bool, cuda: bool):
+def build_training_arguments(config: RunConfig, output_dir: str, run_name: str, has_eval: bool, cuda: bool,
+                             checkpointing: bool | None = None):
+    """`checkpointing`: the run's decision for gradient_checkpointing: auto (default: only an explicit true)."""
     from transformers import TrainingArguments
 
     owned = run_owned_arguments(output_dir, run_name, cuda)
-    user = user_arguments(config, has_eval)
+    user = user_arguments(config, has_eval, cuda, checkpointing)
     try:
         return TrainingArguments(**{**RUN_DEFAULTS, **user, **owned})
     except REFUSALS as error:

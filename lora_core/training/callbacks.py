@@ -67,13 +67,34 @@ class StopSync:
         return stop
 
 
+STATUS_EVERY_S = 1.0  # status.json is rewritten at most this often while training (and on every log step)
+
+
+class TrainCounter:
+    """What this process has trained on, from the collator's counts (Python ints: no GPU sync)."""
+
+    def __init__(self):
+        self.input_tokens = self.trained_tokens = self.samples = 0
+
+    def add(self, batch: dict) -> None:
+        self.input_tokens += batch.get("input_tokens", 0)
+        self.trained_tokens += batch.get("trained_tokens", 0)
+        self.samples += batch.get("samples", 0)
+
+    def as_status(self, elapsed: float) -> dict:
+        return {"tokens_seen": self.input_tokens, "trained_tokens_seen": self.trained_tokens,
+                "samples_seen": self.samples,
+                "tokens_per_s": round(self.input_tokens / elapsed, 1) if elapsed > 0 else None}
+
+
 def make_callback(folder: RunFolder, started: float, is_main: bool, stop: threading.Event,
-                  sync: StopSync | None = None):
+                  sync: StopSync | None = None, counter: TrainCounter | None = None):
     """`stop`: the run's stop flag (set by SIGTERM); a STOP file in the folder sets it too. `sync` decides for
-    all ranks (one is made when not given)."""
+    all ranks (one is made when not given). `counter`: the trainer's counts, for progress and tokens/s."""
     from transformers import TrainerCallback
 
     sync = sync or StopSync(folder, is_main, stop)
+    counter = counter or TrainCounter()
 
     class RunFolderCallback(TrainerCallback):
         """Writes status.json and metrics.jsonl as the Trainer goes; turns a stop request into save + stop."""
@@ -81,7 +102,16 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
         def __init__(self):
             self.train_started = None
             self.last_eval_step = None
+            self.last_status_at = 0.0
             self.sync = sync
+            self.counter = counter
+
+        def progress(self, state) -> dict:
+            done = max(state.global_step, 1)
+            elapsed = time.time() - self.train_started
+            eta = elapsed / done * max(state.max_steps - state.global_step, 0)
+            return {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
+                    "eta_s": round(eta, 1), "elapsed_s": round(elapsed, 1), **counter.as_status(elapsed)}
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.train_started = time.time()
@@ -90,12 +120,10 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
                                      epoch=state.epoch or 0.0, train_started_at=self.train_started)
 
         def on_step_end(self, args, state, control, **kwargs):
-            if is_main:
-                done = max(state.global_step, 1)
-                elapsed = time.time() - self.train_started
-                eta = elapsed / done * max(state.max_steps - state.global_step, 0)
-                folder.update_status(step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
-                                     eta_s=round(eta, 1), elapsed_s=round(elapsed, 1))
+            now = time.time()
+            if is_main and (now - self.last_status_at >= STATUS_EVERY_S or state.global_step >= state.max_steps):
+                self.last_status_at = now
+                folder.update_status(**self.progress(state))
             if sync.due(state.global_step) and sync.decide():
                 control.should_save = True  # the last checkpoint is kept
                 control.should_training_stop = True
@@ -114,6 +142,10 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
             record = {"kind": kind, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                       "time": round(time.time() - started, 3)}
             record.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()})
+            if kind == "train":
+                record["num_input_tokens_seen"] = counter.input_tokens
+                record["samples_seen"] = counter.samples
+                folder.update_status(**self.progress(state))
             folder.append_metric(record)
             shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in logs.items() if k in ("loss", "eval_loss", "learning_rate", "grad_norm"))

@@ -1,7 +1,8 @@
-"""Encoded samples → model batches: right-padded ids and labels, attention mask, the images' pixel patches.
+"""Encoded samples → model batches: packed rows (training) or right-padded ones (evaluation, `packing: false`).
 
 Pixels come from the encoder (the checkpoint's image processor), cached per screenshot, since screenshots repeat
-across the samples of a trajectory. Only the positions whose next token is trained get logits.
+across the samples of a trajectory. Only the positions whose next token is trained get logits. Every batch
+carries its counts (`BATCH_COUNTS`) as Python ints, so progress, tokens/s and the loss normaliser need no GPU sync.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lora_core.qwen.encoder import Encoded, Encoder
 from lora_core.training.failures import RunFailure
 
 FULL_LOGITS_ENV = "LORA_TRAIN_FULL_LOGITS"  # benchmarks only: the model's own loss over every position
+BATCH_COUNTS = ("input_tokens", "trained_tokens", "samples")  # ints beside the tensors; never reach the model
 
 
 class PixelCache:
@@ -46,8 +48,9 @@ class PixelCache:
 
 
 def batch_for(items: list[Encoded], pixel_cache: PixelCache, with_labels: bool = True,
-              token_types: bool = True) -> dict:
-    """Right-padded ids, labels, attention mask, mm_token_type_ids and the images' pixel patches."""
+              token_types: bool = True, left_padded: bool = False) -> dict:
+    """Padded ids, labels, attention mask, mm_token_type_ids and the images' pixel patches; padding on the
+    right, or on the left for generation (`left_padded`)."""
     import torch
 
     special = pixel_cache.encoder.special
@@ -58,9 +61,10 @@ def batch_for(items: list[Encoded], pixel_cache: PixelCache, with_labels: bool =
     pixels, grids = [], []
     for row, item in enumerate(items):
         n = len(item.input_ids)
-        ids[row, :n] = torch.tensor(item.input_ids)
-        labels[row, :n] = torch.tensor(item.labels)
-        mask[row, :n] = 1
+        span = slice(length - n, length) if left_padded else slice(0, n)
+        ids[row, span] = torch.tensor(item.input_ids)
+        labels[row, span] = torch.tensor(item.labels)
+        mask[row, span] = 1
         for path, geom in zip(item.sample.images, item.geometries):
             values, grid = pixel_cache.pixels(path, geom)
             pixels.append(values)
@@ -89,17 +93,43 @@ def trained_positions(labels):
     return torch.nonzero(trained).flatten()
 
 
+def batch_counts(items: list[Encoded]) -> dict:
+    from lora_core.training.packing import trained_token_count
+
+    return {"input_tokens": sum(len(item.input_ids) for item in items),
+            "trained_tokens": trained_token_count(items), "samples": len(items)}
+
+
 class Collator:
+    """Right-padded batches (evaluation, and training with `packing: false`)."""
+
     def __init__(self, pixel_cache: PixelCache, token_types: bool = True):
         self.pixel_cache = pixel_cache
         self.token_types = token_types
 
     def __call__(self, items: list[Encoded]) -> dict:
         batch = batch_for(items, self.pixel_cache, token_types=self.token_types)
-        if os.environ.get(FULL_LOGITS_ENV):
-            return batch
-        batch["trained_positions"] = trained_positions(batch["labels"])  # on the CPU: no GPU sync per step
+        if not os.environ.get(FULL_LOGITS_ENV):
+            batch["trained_positions"] = trained_positions(batch["labels"])  # on the CPU: no GPU sync per step
+        batch.update(batch_counts(items))
         return batch
+
+
+class PackingCollator:
+    """A micro-batch of samples → packs of at most `max_tokens` tokens each (lora_core.training.packing)."""
+
+    def __init__(self, pixel_cache: PixelCache, rope, max_tokens: int | None):
+        self.pixel_cache, self.rope, self.max_tokens = pixel_cache, rope, max_tokens
+
+    def __call__(self, items: list[Encoded]) -> dict:
+        from lora_core.training.packing import packed_row, split_into_packs
+
+        packs = []
+        for group in split_into_packs([len(item.input_ids) for item in items], self.max_tokens):
+            row = packed_row([items[i] for i in group], self.pixel_cache, self.rope)
+            row["trained_positions"] = trained_positions(row["labels"])
+            packs.append(row)
+        return {"packs": packs, **batch_counts(items)}
 
 
 def takes_token_types(model) -> bool:

@@ -224,7 +224,7 @@ def check_consistency(config: RunConfig) -> list[str]:
     if sft.warmup_ratio and sft.warmup_steps:
         notes.append(f"warmup_steps ({sft.warmup_steps:g}) and warmup_ratio ({sft.warmup_ratio:g}) are both set; "
                      "warmup_steps is used (the seed lists them as alternatives).")
-    if sft.bf16 and sft.fp16:
+    if sft.bf16 is True and sft.fp16:
         notes.append("bf16 and fp16 are both true; bf16 is used.")
     if config.lora.alpha and config.lora.r and config.lora.alpha / config.lora.r not in (1, 2):
         notes.append(f"alpha/r is {config.lora.alpha / config.lora.r:g}; the seed keeps alpha = 2×r.")

@@ -167,10 +167,12 @@ def prompt_item(item, encoder):
 
 
 def loss_of(model, items, pixel_cache) -> float | None:
-    """Mean per-sample loss on the validation items (the Trainer's eval_loss with batch size 1)."""
+    """Mean per-sample loss on the validation items: training's loss (trained positions only), batch size 1
+    as the Trainer's eval_loss is computed."""
     import torch
 
-    from lora_core.training.collate import batch_for, takes_token_types
+    from lora_core.training.collate import batch_for, takes_token_types, trained_positions
+    from lora_core.training.trainer import next_token_loss
 
     losses = []
     device = next(model.parameters()).device
@@ -178,44 +180,61 @@ def loss_of(model, items, pixel_cache) -> float | None:
     with torch.no_grad():
         for item in items:
             batch = {k: v.to(device) for k, v in batch_for([item], pixel_cache, token_types=token_types).items()}
-            losses.append(float(model(**batch).loss))
+            labels = batch.pop("labels")
+            keep = trained_positions(labels.cpu()).to(device)
+            logits = model(**batch, logits_to_keep=keep).logits
+            losses.append(float(next_token_loss(logits, labels, keep)))
     return sum(losses) / len(losses) if losses else None
 
 
-def evaluate_items(model, items, pixel_cache, encoder, info, config, stop_check=lambda: False,
-                   eval_loss: float | None = None) -> EvalResult:
-    """Generate on each validation item (greedy) and score it; eval_loss is computed when not given."""
+def generate_answers(model, prompts, pixel_cache, encoder, max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy answers for prompts (items rendered with the generation prompt), `batch_size` at a time,
+    left-padded."""
     import torch
 
     from lora_core.training.collate import batch_for, takes_token_types
 
-    started = time.time()
     token_types = takes_token_types(model)
+    device = next(model.parameters()).device
+    answers = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in batch_for(chunk, pixel_cache, with_labels=False, token_types=token_types,
+                                                       left_padded=True).items()}
+        with torch.no_grad():
+            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                    pad_token_id=encoder.special.pad)
+        width = batch["input_ids"].shape[1]
+        answers += [decode_answer(encoder, row[width:].tolist()) for row in output.cpu()]
+    return answers
+
+
+def evaluate_items(model, items, pixel_cache, encoder, info, config, stop_check=lambda: False,
+                   eval_loss: float | None = None) -> EvalResult:
+    """Generate on the validation items (greedy, per_device_eval_batch_size at a time) and score each;
+    eval_loss is computed when not given."""
+    started = time.time()
     model.eval()
     if eval_loss is None:
         eval_loss = loss_of(model, items, pixel_cache)
     limit = config.evaluation.max_samples or len(items)
-    device = next(model.parameters()).device
+    chosen = [item for item in items[:limit] if item.sample.messages[-1].get("role") == "assistant"]
+    batch_size = max(1, config.sft.per_device_eval_batch_size)
     rows, partial = [], False
-    for item in items[:limit]:
+    for start in range(0, len(chosen), batch_size):
         if stop_check():
             partial = True
             break
-        if item.sample.messages[-1].get("role") != "assistant":
-            continue
-        prompt = prompt_item(item, encoder)
-        batch = {k: v.to(device) for k, v in batch_for([prompt], pixel_cache, with_labels=False,
-                                                       token_types=token_types).items()}
-        with torch.no_grad():
-            output = model.generate(**batch, max_new_tokens=config.evaluation.max_new_tokens, do_sample=False,
-                                    use_cache=True, pad_token_id=encoder.special.pad)
-        text = decode_answer(encoder, output[0, batch["input_ids"].shape[1]:].tolist())
-        geom = answer_frame(item.sample, prompt.geometries)  # the current screenshot: the sample's last image
-        truth = ground_truth(item.sample, geom, config.data.coordinate_space)
-        row = {"id": item.sample.id, "source": item.sample.source, "image": str(item.sample.images[-1])
-               if item.sample.images else None, "prompt_tokens": len(prompt.input_ids)}
-        row.update(score(text, truth, geom, config.evaluation.click_radius))
-        rows.append(row)
+        chunk = chosen[start:start + batch_size]
+        prompts = [prompt_item(item, encoder) for item in chunk]
+        texts = generate_answers(model, prompts, pixel_cache, encoder, config.evaluation.max_new_tokens, batch_size)
+        for item, prompt, text in zip(chunk, prompts, texts):
+            geom = answer_frame(item.sample, prompt.geometries)  # the current screenshot: the sample's last image
+            truth = ground_truth(item.sample, geom, config.data.coordinate_space)
+            row = {"id": item.sample.id, "source": item.sample.source, "image": str(item.sample.images[-1])
+                   if item.sample.images else None, "prompt_tokens": len(prompt.input_ids)}
+            row.update(score(text, truth, geom, config.evaluation.click_radius))
+            rows.append(row)
     return EvalResult(rows, summarize(rows, eval_loss), partial, time.time() - started)
 
 
@@ -239,8 +258,9 @@ def evaluate_run(run_folder: Path, workspace: Path | None, max_dim: int | None, 
     import torch
     from peft import PeftModel
 
-    from lora_core.qwen.checkpoint import load_model, read_model_info, resolve_model_path
+    from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
     from lora_core.training.collate import PixelCache
+    from lora_core.training.trainer import load_base_model
     from lora_core.training.data import prepare_data, run_encoder
     from lora_core.training.run_folder import default_workspace
 
@@ -260,9 +280,8 @@ def evaluate_run(run_folder: Path, workspace: Path | None, max_dim: int | None, 
     if not data.val:
         raise ValueError("This run has no validation samples (fewer than two trajectories); nothing to evaluate.")
     cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if config.sft.bf16 and cuda else torch.float32
-    model = load_model(model_path, dtype=dtype)
-    if cuda:
+    model = load_base_model(model_path, config, cuda)  # as trained: 4-bit for a QLoRA run
+    if cuda and not config.training.use_4bit:
         model = model.to("cuda")
     model = PeftModel.from_pretrained(model, str(folder.adapter_path))
     pixel_cache = PixelCache(encoder)

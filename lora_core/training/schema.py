@@ -59,7 +59,7 @@ class Field:
     """One YAML key: where it lives, its default, what it holds, how the form shows it."""
 
     path: str
-    kind: str  # bool, int, float, str, choice, targets, reporters
+    kind: str  # bool, switch (true / false / auto), int, float, str, choice, targets, reporters
     default: Any
     group: str  # form group
     help: str = ""
@@ -129,8 +129,10 @@ FIELDS: list[Field] = [
           "a YAML that leaves it out: on when evaluation and saving share a schedule"),
     Field("training.sft.metric_for_best_model", "str", "eval_loss", EVAL_GROUP,
           "a YAML that leaves it out: eval_loss, or empty when eval_strategy is no", nullable=True),
-    Field("training.sft.logging_steps", "int", 1, EVAL_GROUP, minimum=1),
-    Field("training.sft.per_device_eval_batch_size", "int", 1, EVAL_GROUP, minimum=1),
+    Field("training.sft.logging_steps", "int", 10, EVAL_GROUP,
+          "each log reads the loss back from the GPU (a sync): every 10 steps keeps it off the hot path", minimum=1),
+    Field("training.sft.per_device_eval_batch_size", "int", 8, EVAL_GROUP,
+          "also the generation batch of the evaluation after training", minimum=1),
     Field("training.sft.report_to", "reporters", ["none"], EVAL_GROUP,
           "none, tensorboard, trackio, wandb (when installed); metrics.jsonl is always written", choices=REPORTERS),
     Field("evaluation.after_training", "bool", True, EVAL_GROUP, label="generate on validation after training",
@@ -163,10 +165,21 @@ FIELDS: list[Field] = [
     Field("data.coordinate_space", "choice", "norm1000", DATA_GROUP, label="coordinate space",
           choices=COORDINATE_SPACES, extension=True),
     # memory and precision
-    Field("training.gradient_checkpointing", "bool", True, MEMORY_GROUP,
-          "recompute activations in the backward pass (TrainingArguments.activation_checkpointing)"),
+    Field("training.gradient_checkpointing", "switch", "auto", MEMORY_GROUP,
+          "recompute activations in the backward pass (TrainingArguments.activation_checkpointing); auto: on "
+          "when a trial step of the largest micro-batch without it passes memory_budget_gib (GPU), off on a CPU"),
+    Field("training.memory_budget_gib", "float", None, MEMORY_GROUP,
+          "GPU memory gradient_checkpointing: auto may use; empty = 90 % of the GPU", "memory budget (GiB)",
+          minimum=1, nullable=True, extension=True),
+    Field("training.packing", "bool", True, MEMORY_GROUP,
+          "lay a micro-batch's samples end to end in one row: no padding, no attention across samples",
+          extension=True),
+    Field("training.max_tokens_per_batch", "int", 16384, MEMORY_GROUP,
+          "token budget of one packed micro-batch (up to per_device_train_batch_size samples); a longer sample "
+          "trains alone; empty = no budget", "max tokens per micro-batch", minimum=1, nullable=True,
+          extension=True),
     Field("training.use_4bit", "bool", False, MEMORY_GROUP, "bitsandbytes NF4; needs CUDA (§8.6.7)"),
-    Field("training.sft.bf16", "bool", False, MEMORY_GROUP),
+    Field("training.sft.bf16", "switch", "auto", MEMORY_GROUP, "auto: bf16 on a GPU that has it, fp32 otherwise"),
     Field("training.sft.fp16", "bool", False, MEMORY_GROUP, "needs CUDA"),
     Field("training.gpus", "int", 1, MEMORY_GROUP, "above 1 the run starts through torchrun", "GPUs", minimum=1,
           extension=True),
@@ -176,7 +189,7 @@ FIELDS_BY_PATH = {f.path: f for f in FIELDS}
 SECTIONS = {"training.lora": "lora", "training.sft": "sft", "training": "training", "data": "data",
             "evaluation": "evaluation", "": None}
 SECTION_KEYS = tuple(prefix for prefix in SECTIONS if prefix)
-KIND_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "choice": str, "targets": list[str] | str,
+KIND_TYPES = {"bool": bool, "switch": bool | str, "int": int, "float": float, "str": str, "choice": str, "targets": list[str] | str,
               "reporters": list[str]}
 
 
@@ -361,6 +374,13 @@ def parse_value(spec: Field, value):
         raise ConfigError(f"{spec.path} needs a value.")
     if spec.kind == "bool":
         return parse_bool(value, spec.path)
+    if spec.kind == "switch":
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return parse_bool(value, spec.path)
+        except ConfigError:
+            raise ConfigError(f"{spec.path} must be true, false or auto, got {value!r}.") from None
     if spec.kind in ("int", "float"):
         number = parse_number(value, spec.path, spec.kind == "int")
         if spec.minimum is not None and number < spec.minimum:
@@ -379,6 +399,18 @@ def parse_value(spec: Field, value):
     if not isinstance(value, (str, int, float)):
         raise ConfigError(f"{spec.path} must be text, got {value!r}.")
     return str(value)
+
+
+def resolved_bf16(config: RunConfig, cuda: bool) -> bool:
+    """training.sft.bf16, with auto meaning: on a CUDA GPU that computes in bf16, unless fp16 is asked for."""
+    value = config.sft.bf16
+    if value != "auto":
+        return bool(value)
+    if not cuda or config.sft.fp16:
+        return False
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def effective_warmup(config: RunConfig) -> float:

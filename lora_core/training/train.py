@@ -30,11 +30,11 @@ LAUNCHED_ENV = "LORA_RUN_LAUNCHED"  # set by the launcher, which records the run
 RUN_FOLDER: RunFolder | None = None  # for the SIGTERM handler
 
 
-def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool):
+def training_arguments(config, folder: RunFolder, has_eval: bool, cuda: bool, checkpointing: bool | None = None):
     """The run's TrainingArguments; a training.sft value TrainingArguments refuses raises ConfigError naming it."""
     from lora_core.training.arguments import build_training_arguments
 
-    return build_training_arguments(config, str(folder.path), folder.path.name, has_eval, cuda)
+    return build_training_arguments(config, str(folder.path), folder.path.name, has_eval, cuda, checkpointing)
 
 
 # ----------------------------------------------------------------- the run
@@ -139,8 +139,10 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     import torch
 
     from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
-    from lora_core.training.callbacks import StopSync, make_callback
-    from lora_core.training.collate import Collator, ItemDataset, PixelCache, takes_token_types
+    from lora_core.training.callbacks import StopSync, TrainCounter, make_callback
+    from lora_core.training.collate import Collator, ItemDataset, PackingCollator, PixelCache, takes_token_types
+    from lora_core.training.memory import choose_checkpointing
+    from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
     from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
 
@@ -181,15 +183,34 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
               f"({', '.join(f'{g} {c}' for g, c in entry.groups.items())})", flush=True)
 
     pixel_cache = PixelCache(encoder)
-    collator = Collator(pixel_cache, takes_token_types(model))
-    args = training_arguments(config, folder, bool(data.val), cuda)
+    collator = Collator(pixel_cache, takes_token_types(model))  # padded: evaluation (and packing: false)
+    train_collator = collator
+    if config.training.packing:
+        use_packed_attention(model)
+        train_collator = PackingCollator(pixel_cache, RopePositions(model, encoder.special.image_pad),
+                                         config.training.max_tokens_per_batch)
+    explicit_checkpointing = config.training.gradient_checkpointing
+    args = training_arguments(config, folder, bool(data.val), cuda,
+                              None if explicit_checkpointing == "auto" else bool(explicit_checkpointing))
     trainer_class = make_trainer_class()
     trainer_class.vision_learning_rate = config.lora.vision_learning_rate
+    counter = TrainCounter()
     sync = StopSync(folder, is_main, STOP_REQUESTED)
-    callback = make_callback(folder, started, is_main, STOP_REQUESTED, sync)
+    callback = make_callback(folder, started, is_main, STOP_REQUESTED, sync, counter)
     trainer = trainer_class(model=model, args=args, train_dataset=ItemDataset(data.train),
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])
+    trainer.train_collator, trainer.counter = train_collator, counter
+    checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda)
+    set_checkpointing(trainer.args, checkpointing.on)
+    batches = (f"packed micro-batches of at most {config.training.max_tokens_per_batch} tokens"
+               if config.training.packing else "padded micro-batches")
+    print(f"gradient_checkpointing {'on' if checkpointing.on else 'off'} ({checkpointing.setting}: "
+          f"{checkpointing.reason}); {batches}", flush=True)
+    if is_main:
+        folder.update_status(gradient_checkpointing=checkpointing.as_status(), packing=config.training.packing,
+                             max_tokens_per_batch=config.training.max_tokens_per_batch,
+                             precision=str(next(model.parameters()).dtype).replace("torch.", ""))
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
@@ -229,6 +250,15 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     folder.update_status(state="finished", finished_at=time.time(), eta_s=0,
                          message=f"Finished {state.global_step} steps in {time.time() - started:.0f} s.")
     return 0
+
+
+def set_checkpointing(args, on: bool) -> None:
+    """TrainingArguments' checkpointing flag, under this transformers release's name; read when train() starts."""
+    import dataclasses
+
+    from lora_core.training.arguments import checkpointing_field
+
+    setattr(args, checkpointing_field({f.name for f in dataclasses.fields(args)}), on)
 
 
 def raise_stopped_before_training(folder: RunFolder, is_main: bool):

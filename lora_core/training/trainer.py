@@ -19,8 +19,10 @@ def load_base_model(model_path: Path, config, cuda: bool):
 
     from lora_core.qwen.checkpoint import load_model
 
+    from lora_core.training.schema import resolved_bf16
+
     sft = config.sft
-    dtype = torch.bfloat16 if sft.bf16 else torch.float16 if sft.fp16 and cuda else torch.float32
+    dtype = torch.bfloat16 if resolved_bf16(config, cuda) else torch.float16 if sft.fp16 and cuda else torch.float32
     kwargs = {"dtype": dtype}
     if config.training.use_4bit:
         if not cuda:
@@ -79,16 +81,78 @@ def is_vision_parameter(name: str) -> bool:
     return ".visual." in name or name.startswith("visual.")
 
 
+def without_counts(inputs: dict) -> dict:
+    from lora_core.training.collate import BATCH_COUNTS
+
+    return {k: v for k, v in inputs.items() if k not in BATCH_COUNTS}
+
+
 def make_trainer_class():
+    import contextlib
+
     from transformers import Trainer
 
     class RunTrainer(Trainer):
-        """Trainer that projects only trained positions onto the vocabulary, with an optional learning rate of
-        its own for LoRA weights in the vision tower."""
+        """Trainer that trains packed micro-batches, normalises the loss by the trained tokens of the whole
+        optimizer step (counted on the CPU by the collator), projects only trained positions onto the
+        vocabulary, and may give vision LoRA weights a learning rate of their own.
+
+        `train_collator` packs (training); `data_collator` pads (evaluation). `counter` receives each
+        micro-batch's counts for progress and tokens/s."""
 
         vision_learning_rate: float | None = None
+        train_collator = None
+        counter = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Qwen-VL models say they take no loss kwargs; this loss is normalised by num_items_in_batch, so
+            # the Trainer must pass it and not divide by the accumulation steps as well.
+            self.model_accepts_loss_kwargs = True
+
+        def get_train_dataloader(self):
+            if self.train_collator is None:
+                return super().get_train_dataloader()
+            padding, self.data_collator = self.data_collator, self.train_collator
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = padding
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """The step's micro-batches and their trained tokens: Python ints from the collator, summed over
+            the processes only when there are several."""
+            batches = []
+            for _ in range(num_batches):
+                try:
+                    batches.append(next(epoch_iterator))
+                except StopIteration:
+                    break
+            if not batches or "trained_tokens" not in batches[0]:
+                return batches, None
+            trained = sum(batch["trained_tokens"] for batch in batches)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                import torch
+
+                trained = self.accelerator.gather(torch.tensor(trained, device=device)).sum()
+            return batches, trained
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            if self.counter is not None:
+                self.counter.add(inputs)
+            packs = inputs.get("packs")
+            if packs is None:
+                return super().training_step(model, without_counts(inputs), num_items_in_batch)
+            total = None
+            for number, pack in enumerate(packs):
+                later_packs = number < len(packs) - 1 and self.accelerator.num_processes > 1
+                with self.accelerator.no_sync(model) if later_packs else contextlib.nullcontext():
+                    loss = super().training_step(model, pack, num_items_in_batch)
+                total = loss if total is None else total + loss
+            return total
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = without_counts(inputs)
             if os.environ.get(FULL_LOGITS_ENV):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs["labels"]
@@ -97,14 +161,9 @@ def make_trainer_class():
                 keep = trained_positions(labels)
             model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
             outputs = model(**model_inputs, logits_to_keep=keep)
-            # The Trainer divides the loss by the accumulation steps unless it counted num_items_in_batch for
-            # the model (model_accepts_loss_kwargs): then the loss must be normalised by that count, as
-            # super().compute_loss would have the model do.
-            scaled = self.model_accepts_loss_kwargs and num_items_in_batch is not None
-            loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch if scaled else None)
-            if scaled and self.args.average_tokens_across_devices:  # the count is summed over the processes
-                tp_size = self.get_tp_size() if hasattr(self, "get_tp_size") else 1
-                loss = loss * (self.accelerator.num_processes // tp_size if self.args.n_gpu <= 1 else self.args.n_gpu)
+            loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch)
+            if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # the count is summed over the processes
             return (loss, outputs) if return_outputs else loss
 
         def create_optimizer(self, model=None):

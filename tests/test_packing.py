@@ -1,0 +1,183 @@
+"""Packing proves itself on the CPU with the embedded model: a packed row gives each sample the loss and the
+LoRA gradients it has alone, and a packed run trains the curve a padded run trains."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lora_core.qwen.chat import IGNORE_INDEX
+from lora_core.training.packing import split_into_packs, trained_token_count
+from tests.conftest import ROOT
+
+TOLERANCE = 1e-4
+
+
+def test_packs_hold_every_sample_within_the_budget():
+    lengths = [900, 300, 5000, 700, 120, 640]
+    packs = split_into_packs(lengths, 1500)
+    assert sorted(i for pack in packs for i in pack) == list(range(len(lengths)))
+    assert [2] in packs  # longer than the budget: alone
+    assert all(sum(lengths[i] for i in pack) <= 1500 for pack in packs if pack != [2])
+    assert len(packs) == 3  # 5000 | 900+300+120 | 700+640
+    assert split_into_packs(lengths, None) == [list(range(len(lengths)))]
+
+
+@pytest.fixture(scope="module")
+def setup(workspace, embedded_path):
+    import torch
+
+    from lora_core.training.collate import Collator, PackingCollator, PixelCache, takes_token_types
+    from lora_core.training.config import RunConfig
+    from lora_core.training.data import prepare_data, run_encoder
+    from lora_core.training.packing import RopePositions, use_packed_attention
+    from lora_core.training.trainer import attach_lora, load_base_model
+
+    config = RunConfig()
+    config.model = str(embedded_path)
+    config.data.val_fraction = 0.0
+    config.lora.dropout = 0.0
+    encoder = run_encoder(config, embedded_path)
+    items = prepare_data(config, workspace, None, encoder).train[:4]
+    torch.manual_seed(0)
+    model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
+    with torch.no_grad():  # LoRA B starts at zero; give it weights so its gradients depend on the attention
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    use_packed_attention(model)
+    cache = PixelCache(encoder)
+    padded = Collator(cache, takes_token_types(model))
+    packing = PackingCollator(cache, RopePositions(model, encoder.special.image_pad), None)
+    return model, items, padded, packing
+
+
+def per_sample_losses(model, pack, samples=None):
+    """Each sample's summed cross-entropy over its trained tokens, from one packed forward; `samples`: the
+    sample lengths when the row is attended otherwise."""
+    import torch.nn.functional as functional
+
+    inputs = {k: v for k, v in pack.items() if k not in ("labels", "trained_positions")}
+    logits = model(**inputs).logits[0]
+    labels = pack["labels"][0]
+    losses, start = [], 0
+    for length in samples or pack.get("packed_segments", (labels.shape[0],)):
+        end = start + length
+        losses.append(functional.cross_entropy(logits[start:end - 1].float(), labels[start + 1:end],
+                                               ignore_index=IGNORE_INDEX, reduction="sum"))
+        start = end
+    return losses
+
+
+def alone_loss(model, batch):
+    import torch.nn.functional as functional
+
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "pixel_values",
+                                                      "image_grid_thw", "mm_token_type_ids")}
+    logits = model(**inputs).logits[0]
+    labels = batch["labels"][0]
+    return functional.cross_entropy(logits[:-1].float(), labels[1:], ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def lora_gradients(model):
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_packed_row_gives_each_sample_its_own_loss_and_gradients(setup):
+    model, items, padded, packing = setup
+    model.train()
+    batch = packing(items)
+    assert len(batch["packs"]) == 1 and batch["packs"][0]["packed_segments"] == tuple(len(i.input_ids) for i in items)
+    assert batch["trained_tokens"] == trained_token_count(items) > 0
+    assert batch["input_tokens"] == sum(len(i.input_ids) for i in items) and batch["samples"] == len(items)
+
+    model.zero_grad()
+    packed = per_sample_losses(model, batch["packs"][0])
+    sum(packed).backward()
+    packed = [float(loss.detach()) for loss in packed]
+    packed_grads = lora_gradients(model)
+
+    model.zero_grad()
+    alone = []
+    for item in items:
+        loss = alone_loss(model, padded([item]))
+        loss.backward()
+        alone.append(float(loss))
+    alone_grads = lora_gradients(model)
+
+    for mine, reference in zip(packed, alone):
+        assert abs(float(mine) - float(reference)) <= TOLERANCE * max(1.0, abs(float(reference)))
+    assert any(float(g.abs().max()) > 0 for g in alone_grads.values())
+    for name, reference in alone_grads.items():
+        scale = max(1.0, float(reference.abs().max()))
+        assert float((packed_grads[name] - reference).abs().max()) <= TOLERANCE * scale, name
+
+
+def test_without_segments_attention_crosses_samples_and_the_losses_change(setup):
+    """The check above can fail: the same row attended as one sequence gives other losses."""
+    import torch
+
+    model, items, padded, packing = setup
+    pack = dict(packing(items)["packs"][0])
+    segments = pack.pop("packed_segments")
+    with torch.no_grad():
+        crossed = per_sample_losses(model, pack, samples=segments)  # one causal sequence
+        alone = [alone_loss(model, padded([item])) for item in items]
+    assert abs(float(crossed[0]) - float(alone[0])) <= TOLERANCE * max(1.0, float(alone[0]))  # nothing before it
+    assert max(abs(float(c) - float(a)) for c, a in zip(crossed[1:], alone[1:])) > 1e-3
+
+
+def test_rope_positions_restart_per_sample(setup):
+    model, items, _, packing = setup
+    pack = packing(items[:2])["packs"][0]
+    first = len(items[0].input_ids)
+    positions = pack["position_ids"][:, 0, :]
+    assert int(positions[:, first].max()) == 0  # the second sample starts at position 0 on every axis
+    assert int(pack["labels"][0, first]) == IGNORE_INDEX  # nothing learns across the border
+
+
+def test_pack_budget_splits_a_micro_batch(setup):
+    _, items, _, packing = setup
+    lengths = [len(i.input_ids) for i in items]
+    packing_small = type(packing)(packing.pixel_cache, packing.rope, max(lengths) + 1)
+    batch = packing_small(items)
+    assert len(batch["packs"]) > 1
+    assert all(pack["input_ids"].shape[1] <= max(lengths) + 1 for pack in batch["packs"])
+    assert sum(pack["input_ids"].shape[1] for pack in batch["packs"]) == sum(lengths)
+
+
+def run_losses(workspace: Path, embedded_path: Path, name: str, packing: bool) -> list[float]:
+    from lora_core.training.config import dump_yaml
+    from lora_core.training.presets import preset
+
+    config = preset("tiny-cpu").config()
+    config.model = str(embedded_path)
+    config.sft.max_steps, config.sft.logging_steps = 4, 1
+    config.sft.per_device_train_batch_size, config.sft.gradient_accumulation_steps = 3, 2
+    config.sft.eval_strategy = config.sft.save_strategy = "no"
+    config.sft.load_best_model_at_end = False
+    config.lora.dropout = 0.0
+    config.training.packing = packing
+    config.training.max_tokens_per_batch = 700  # some micro-batches split into two packs
+    config.evaluation.after_training = False
+    folder = workspace / "runs" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(dump_yaml(config))
+    subprocess.run([sys.executable, "-m", "lora_core.train", "--config", str(folder / "config.yaml"),
+                    "--workspace", str(workspace)], cwd=ROOT, check=True, capture_output=True, timeout=600,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    status = json.loads((folder / "status.json").read_text())
+    assert status["state"] == "finished" and status["tokens_seen"] > 0 and status["samples_seen"] == 4 * 6
+    return [m["loss"] for m in metrics if m["kind"] == "train" and "loss" in m]
+
+
+def test_packed_run_trains_the_padded_runs_curve(workspace, embedded_path):
+    packed = run_losses(workspace, embedded_path, "packing-on", True)
+    padded = run_losses(workspace, embedded_path, "packing-off", False)
+    assert len(packed) == len(padded) == 4
+    assert packed[0] != packed[-1]  # it trains
+    for step, (a, b) in enumerate(zip(packed, padded), start=1):
+        assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), f"step {step}: packed {a}, padded {b}"
