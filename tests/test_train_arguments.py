@@ -26,7 +26,12 @@ def test_passthrough_keys_reach_training_arguments(tmp_path):
 def test_without_passthrough_the_run_keeps_its_own_choices(tmp_path):
     args = training_arguments(RunConfig(), RunFolder(tmp_path), has_eval=True, cuda=False)
     assert (args.optim, args.dataloader_num_workers, args.torch_compile) == ("adamw_torch_fused", 0, False)
-    assert args.activation_checkpointing is True and args.include_num_input_tokens_seen == "non_padding"
+    # checkpointing auto: off until the run's trial step decides; no per-step host sync
+    assert args.activation_checkpointing is False and args.include_num_input_tokens_seen == "no"
+    assert args.logging_nan_inf_filter is False and args.bf16 is False  # bf16 auto on a CPU
+    explicit = RunConfig()
+    explicit.training.gradient_checkpointing = True
+    assert training_arguments(explicit, RunFolder(tmp_path), has_eval=True, cuda=False).activation_checkpointing
 
 
 @pytest.mark.parametrize("line, message", [

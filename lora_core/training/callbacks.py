@@ -67,6 +67,7 @@ class StopSync:
         return stop
 
 
+PROFILE_ENV = "LORA_PROFILE_AT"  # benchmarks only: profile 3 steps from this one into profile.json
 STATUS_EVERY_S = 1.0  # status.json is rewritten at most this often while training (and on every log step)
 
 
@@ -113,6 +114,10 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
             return {"step": state.global_step, "max_steps": state.max_steps, "epoch": state.epoch,
                     "eta_s": round(eta, 1), "elapsed_s": round(elapsed, 1), **counter.as_status(elapsed)}
 
+        def on_step_begin(self, args, state, control, **kwargs):
+            if is_main and os.environ.get(PROFILE_ENV) and state.global_step == int(os.environ[PROFILE_ENV]):
+                self.profiler = StepProfiler(folder)
+
         def on_train_begin(self, args, state, control, **kwargs):
             self.train_started = time.time()
             if is_main:
@@ -120,6 +125,9 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
                                      epoch=state.epoch or 0.0, train_started_at=self.train_started)
 
         def on_step_end(self, args, state, control, **kwargs):
+            profiler = getattr(self, "profiler", None)
+            if profiler is not None and profiler.step_done():
+                self.profiler = None
             now = time.time()
             if is_main and (now - self.last_status_at >= STATUS_EVERY_S or state.global_step >= state.max_steps):
                 self.last_status_at = now
@@ -158,3 +166,39 @@ def make_callback(folder: RunFolder, started: float, is_main: bool, stop: thread
                                      if state.best_model_checkpoint else None)
 
     return RunFolderCallback()
+
+
+class StepProfiler:
+    """torch.profiler over 3 training steps; the GPU's busy share counted as ../shared/bench/plain_recipe.py
+    counts it (kernel time over wall time), written to the run folder's profile.json."""
+
+    STEPS = 3
+
+    def __init__(self, folder: RunFolder):
+        import torch
+
+        self.folder, self.steps = folder, 0
+        self.profile = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                          torch.profiler.ProfilerActivity.CUDA])
+        torch.cuda.synchronize()
+        self.profile.__enter__()
+        self.started = time.perf_counter()
+
+    def step_done(self) -> bool:
+        import json
+
+        import torch
+
+        self.steps += 1
+        if self.steps < self.STEPS:
+            return False
+        torch.cuda.synchronize()
+        self.profile.__exit__(None, None, None)
+        wall = time.perf_counter() - self.started
+        events = self.profile.key_averages()
+        gpu = sum(e.self_device_time_total for e in events) / 1e6
+        top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
+        (self.folder.path / "profile.json").write_text(json.dumps({
+            "wall_3_steps_s": round(wall, 3), "gpu_kernel_s": round(gpu, 3), "gpu_busy": round(gpu / wall, 3),
+            "top": [(e.key[:60], round(e.self_device_time_total / 1e3, 1)) for e in top]}))
+        return True

@@ -56,7 +56,7 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool) -> Checkp
     if setting != "auto":
         return CheckpointingChoice(bool(setting), setting, reason="set in the config")
     if not cuda:
-        return CheckpointingChoice(False, setting, reason="auto on a CPU: off")
+        return CheckpointingChoice(False, setting, reason="no GPU to measure on: off on a CPU")
     import torch
 
     total = torch.cuda.get_device_properties(0).total_memory / 2**30

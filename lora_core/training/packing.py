@@ -3,9 +3,13 @@ sample border.
 
 - Each sample keeps its own 3-D rope positions (the model's own `get_rope_index`, run on the CPU per sample
   and concatenated), so positions restart per sample exactly as in a one-by-one run.
-- Attention is transformers' sdpa run once per sample (`packed_sdpa`, registered in transformers'
-  AttentionInterface): causal within the sample, nothing across. Cost Σ Lᵢ², not L², and no mask tensor.
-  Without `packed_segments` it is plain sdpa, mask included, so evaluation and generation are unchanged.
+- Attention (`packed_sdpa`, registered in transformers' AttentionInterface) is causal within each sample and
+  nothing across: on a CUDA GPU one variable-length flash kernel over the row (torch's `varlen_attn`), else
+  transformers' sdpa once per sample. Cost Σ Lᵢ², not L², and no mask tensor. Without segments it is plain
+  sdpa, mask included, so evaluation and generation are unchanged.
+- The vision tower runs under `packed_flash_vision`: "flash" in the name makes Qwen-VL's vision blocks pass
+  cu_seqlens to the attention instead of splitting every image on the host (a GPU sync per layer); the
+  collator precomputes those boundaries and the position-embedding interpolation on the CPU.
 - The first label of every sample is ignored: the last token of one sample never learns the next one's first.
 - Segment lengths, token and sample counts are Python ints made here, on the CPU: nothing on the hot path
   waits for the GPU.
@@ -18,43 +22,102 @@ from lora_core.qwen.chat import IGNORE_INDEX
 from lora_core.qwen.encoder import Encoded
 
 PACKED_ATTENTION = "packed_sdpa"
-SEGMENTS_KEY = "packed_segments"  # forwarded by the model's **kwargs down to every attention call
+PACKED_VISION_ATTENTION = "packed_flash_vision"
+# Forwarded by the model's **kwargs down to every attention call (text): lengths as ints, boundaries as a tensor.
+SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY = "packed_segments", "packed_cu_seqlens", "packed_max_length"
+VISION_ATTENTION_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
-def register_packed_attention() -> str:
-    """Register `packed_sdpa` with transformers (idempotent); its masks are sdpa's own."""
+def varlen_usable(query) -> bool:
+    import torch
+
+    if not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def varlen_attention(module, query, key, value, boundaries, longest: int, causal: bool, scaling):
+    """(1, H, L, D) query/key/value, sequences marked by `boundaries` → (1, L, H, D), one flash kernel."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves a group of query heads
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    boundaries = boundaries.to(device=q.device, dtype=torch_int32())
+    output = varlen_attn(q, k, v, boundaries, boundaries, longest, longest, scale=scaling,
+                         window_size=(-1, 0) if causal else (-1, -1))
+    return output[None]
+
+
+def torch_int32():
+    import torch
+
+    return torch.int32
+
+
+def per_segment_sdpa(module, query, key, value, lengths, causal: bool, dropout, scaling, kwargs):
+    """transformers' sdpa once per segment (CPU, fp32, or no varlen kernel)."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    outputs, start = [], 0
+    for length in lengths:
+        end = start + length
+        output, _ = sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
+                                           value[:, :, start:end], None, dropout=dropout, scaling=scaling,
+                                           is_causal=causal, **kwargs)
+        outputs.append(output)
+        start = end
+    return torch.cat(outputs, dim=1)
+
+
+def register_packed_attention() -> None:
+    """Register `packed_sdpa` (text) and `packed_flash_vision` with transformers (idempotent); masks are
+    sdpa's own."""
     from transformers import AttentionInterface
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     def packed_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                               is_causal=None, **kwargs):
-        import torch
-
         segments = kwargs.pop(SEGMENTS_KEY, None)
+        boundaries, longest = kwargs.pop(BOUNDARIES_KEY, None), kwargs.pop(LONGEST_KEY, None)
         if not segments or len(segments) < 2 or attention_mask is not None or not getattr(module, "is_causal", False):
             return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                           scaling=scaling, is_causal=is_causal, **kwargs)
-        outputs, start = [], 0
-        for length in segments:
-            end = start + length
-            output, _ = sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
-                                               value[:, :, start:end], None, dropout=dropout, scaling=scaling,
-                                               is_causal=True, **kwargs)
-            outputs.append(output)
-            start = end
-        return torch.cat(outputs, dim=1), None
+        if boundaries is not None and not (dropout and module.training) and varlen_usable(query):
+            return varlen_attention(module, query, key, value, boundaries, longest, True, scaling), None
+        return per_segment_sdpa(module, query, key, value, segments, True, dropout, scaling, kwargs), None
+
+    def packed_vision_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                                is_causal=None, **kwargs):
+        boundaries, _, longest, _ = (kwargs.pop(name, None) for name in VISION_ATTENTION_KEYS)
+        for name in (SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY):
+            kwargs.pop(name, None)
+        if boundaries is None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=scaling, is_causal=is_causal, **kwargs)
+        if not (dropout and module.training) and varlen_usable(query):
+            return varlen_attention(module, query, key, value, boundaries, int(longest), False, scaling), None
+        lengths = (boundaries[1:] - boundaries[:-1]).tolist()  # precomputed on the CPU: no sync there
+        return per_segment_sdpa(module, query, key, value, lengths, False, dropout, scaling, kwargs), None
 
     AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
     AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
-    return PACKED_ATTENTION
+    AttentionInterface.register(PACKED_VISION_ATTENTION, packed_vision_attention)
+    AttentionMaskInterface.register(PACKED_VISION_ATTENTION, sdpa_mask)
 
 
 def use_packed_attention(model) -> None:
-    """Switch a loaded Qwen-VL model (PEFT-wrapped or not) to `packed_sdpa`, text and vision alike."""
+    """Switch a loaded Qwen-VL model (PEFT-wrapped or not) to the packed attentions, text and vision."""
     register_packed_attention()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.set_attn_implementation(PACKED_ATTENTION)
+    base.set_attn_implementation({"text_config": PACKED_ATTENTION, "vision_config": PACKED_VISION_ATTENTION})
 
 
 def split_into_packs(lengths: list[int], max_tokens: int | None) -> list[list[int]]:
@@ -77,7 +140,8 @@ def split_into_packs(lengths: list[int], max_tokens: int | None) -> list[list[in
 
 
 class RopePositions:
-    """Each sample's 3-D rope positions (3, L) from the model's own `get_rope_index`, on the CPU, cached."""
+    """Each sample's 3-D rope positions (3, L) from the model's own `get_rope_index`, on the CPU, cached; and
+    the vision tower's per-image inputs that would otherwise be computed on the GPU with host syncs."""
 
     def __init__(self, model, image_pad: int):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -85,6 +149,33 @@ class RopePositions:
         self.parameters = inspect.signature(self.inner.get_rope_index).parameters
         self.image_pad = image_pad
         self.cache: dict[int, object] = {}
+        visual = getattr(self.inner, "visual", None)
+        self.interpolation = None
+        if visual is not None and hasattr(visual, "num_grid_per_side"):
+            self.interpolation = {"num_grid_per_side": visual.num_grid_per_side,
+                                  "mode": getattr(visual, "interpolation_mode", "bilinear"),
+                                  "align_corners": getattr(visual, "interpolation_align_corners", False),
+                                  "spatial_merge_size": visual.config.spatial_merge_size}
+
+    def vision_inputs(self, grids) -> dict:
+        """Per-image attention boundaries (one frame each) and position-embedding interpolation, from the
+        grids on the CPU; transformers' vision tower takes them precomputed under these names."""
+        import torch
+
+        grid = torch.cat(grids)
+        patches = (grid[:, 0] * grid[:, 1] * grid[:, 2]).tolist()
+        boundaries = [0]
+        for count in patches:
+            boundaries.append(boundaries[-1] + count)
+        inputs = {"cu_seqlens": torch.tensor(boundaries, dtype=torch.int32), "max_seqlen": max(patches)}
+        if self.interpolation is not None and int(grid[:, 0].max()) == 1:
+            try:
+                from transformers.vision_utils import get_vision_interpolation_indices_and_weights
+            except ImportError:
+                return inputs
+            indices, weights = get_vision_interpolation_indices_and_weights(grid, **self.interpolation)
+            inputs.update(interp_indices=indices, interp_weights=weights)
+        return inputs
 
     def __call__(self, item: Encoded, grids):
         import torch
@@ -122,10 +213,16 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions) -> dict:
     row = {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
            "position_ids": torch.cat(positions, dim=1).to(torch.long)[:, None, :]}
     if len(items) > 1:
-        row[SEGMENTS_KEY] = tuple(len(item.input_ids) for item in items)
+        lengths = [len(item.input_ids) for item in items]
+        boundaries = [0]
+        for length in lengths:
+            boundaries.append(boundaries[-1] + length)
+        row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
+                    LONGEST_KEY: max(lengths)})
     if pixels:
         row["pixel_values"] = torch.cat(pixels)
         row["image_grid_thw"] = torch.cat(grids)
+        row.update(rope.vision_inputs(grids))
     return row
 
 

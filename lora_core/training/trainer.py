@@ -160,11 +160,25 @@ def make_trainer_class():
             if keep is None:
                 keep = trained_positions(labels)
             model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
-            outputs = model(**model_inputs, logits_to_keep=keep)
+            with self.bf16_lora(model):
+                outputs = model(**model_inputs, logits_to_keep=keep)
             loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes  # the count is summed over the processes
             return (loss, outputs) if return_outputs else loss
+
+        def bf16_lora(self, model):
+            """Under bf16, LoRA computes in bf16 from its fp32 weights (autocast), as the base layers do: PEFT
+            would otherwise cast every activation to fp32 and back, the largest cost of a LoRA step."""
+            if not self.args.bf16:
+                return contextlib.nullcontext()
+            import torch
+            from peft.helpers import disable_input_dtype_casting
+
+            stack = contextlib.ExitStack()
+            stack.enter_context(torch.autocast(self.args.device.type, dtype=torch.bfloat16))
+            stack.enter_context(disable_input_dtype_casting(model))
+            return stack
 
         def create_optimizer(self, model=None):
             optimizer = super().create_optimizer(model)

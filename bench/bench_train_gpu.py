@@ -1,0 +1,281 @@
+"""Our trainer beside the plain HF Trainer + PEFT recipe (`../shared/bench/plain_recipe.py`), on one GPU, on the
+same samples: a randomly initialised Qwen3-VL-2B (its real configuration), LoRA r=16 on the seven LLM
+projections.
+
+    python bench/bench_train_gpu.py --plain PATH/plain_recipe.py [--steps 20] [--out bench/out/train_gpu]
+    python bench/bench_train_gpu.py --tiny --steps 8          # a dry run on the CPU with the embedded model
+
+Two scenarios: the demo trajectories at max_dim 1024 (one step per sample, ~750 tokens each) and "long" samples
+of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.2).
+- Our encoder writes both as the plain recipe's input (input_ids, labels, each image's pre-resize size and
+  pixel budget), so both sides train the same tokens; the plain recipe runs at batch 1/8/22 (demo) and 1/2/4
+  (long) with its own profile at batch 1.
+- Our trainer runs as the app launches it (`python -m lora_core.train`), with each row's settings in the table.
+- Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps; GPU busy is kernel time
+  over wall time in a 3-step torch.profiler window (as plain_recipe.py --profile); MFU is 6·N·tokens/s over
+  989 TFLOP/s, N the LLM's parameters (embeddings and lm_head left out) for every token plus the vision
+  tower's for each of an image token's 4 patches; recompute not counted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, machine
+
+H200_BF16_FLOPS = 989e12
+WARMUP_STEPS = 5
+LOG_EVERY = 5  # a log reads the loss back (a sync): tokens/s is taken between logs
+CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
+                    "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
+PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
+# Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing)
+OUR_ROWS = [
+    ("demo", "packed 22 / 16k, ckpt auto", 22, 16384, "auto"),
+    ("demo", "packed 22 / 6k, ckpt auto", 22, 6144, "auto"),
+    ("long", "packed 4 / 24k, ckpt auto", 4, 24576, "auto"),
+    ("long", "packed 4 / 6.2k, ckpt auto", 4, 6200, "auto"),
+]
+MEMORY_GOAL_GIB = 24
+
+
+def build_random_2b(folder: Path, tokenizer_from: Path) -> Path:
+    """Qwen3-VL-2B's configuration with random weights (seeded), saved in bf16 with the embedded checkpoint's
+    tokenizer, template and processor files."""
+    import torch
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from lora_core.analysis.coverage import qwen3vl_2b_config
+    from lora_core.qwen.checkpoint import load_tokenizer
+    from lora_core.qwen.special_tokens import read_special_tokens
+
+    if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
+        return folder
+    tokenizer = load_tokenizer(str(tokenizer_from))
+    special = read_special_tokens(tokenizer)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen3VLForConditionalGeneration(qwen3vl_2b_config(tokenizer)).to(torch.bfloat16)
+    model.generation_config.pad_token_id = special.pad
+    model.generation_config.eos_token_id = [special.im_end, special.endoftext]
+    model.save_pretrained(folder)
+    for name in CHECKPOINT_FILES:
+        if (tokenizer_from / name).exists():
+            shutil.copy(tokenizer_from / name, folder / name)
+    del model
+    return folder
+
+
+def long_dataset(workspace: Path, history_answers: int = 70) -> Path:
+    """Samples of ~5.8 k tokens: a long history of earlier answers, then the current screenshot and the answer."""
+    from demo import ensure_demo_data
+    from lora_core.data.agent import format_answer
+
+    demo = ensure_demo_data(workspace)
+    answers = [format_answer(step.thinking, dict(step.action, **({"coordinate": list(step.target.center)}
+                                                                 if step.target else {})))
+               for trajectory in demo.trajectories for step in trajectory.steps]
+    lines = []
+    for index, trajectory in enumerate(demo.trajectories[:4]):
+        for number, step in enumerate(trajectory.steps[:2]):
+            history = [answers[(index * 7 + number + k) % len(answers)] for k in range(history_answers)]
+            messages = [{"role": "system", "content": "You are a GUI agent."},
+                        {"role": "user", "content": trajectory.task}]
+            messages += [{"role": "assistant", "content": text} for text in history]
+            messages += [{"role": "user", "content": [{"type": "image", "image": f"screens/{step.screenshot}.png"},
+                                                      {"type": "text", "text": "Current screenshot"}]},
+                         {"role": "assistant", "content": answers[(index * 3 + number) % len(answers)]}]
+            lines.append(json.dumps({"id": f"long-{index}-{number}", "messages": messages,
+                                     "metadata": {"source": trajectory.id}}))
+    path = demo.root / "long.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto"):
+    from lora_core.training.config import LLM_TARGETS, RunConfig
+
+    config = RunConfig()
+    config.model = str(model)
+    config.lora.r, config.lora.alpha, config.lora.dropout = 16, 32, 0.05
+    config.lora.target_modules = list(LLM_TARGETS)
+    sft = config.sft
+    sft.max_steps, sft.learning_rate, sft.logging_steps, sft.warmup_steps = steps, 1e-4, LOG_EVERY, 0
+    sft.per_device_train_batch_size, sft.gradient_accumulation_steps = batch, 1
+    sft.eval_strategy, sft.save_strategy, sft.load_best_model_at_end = "no", "no", False
+    sft.max_length = 6200
+    sft.num_train_epochs = 1000  # max_steps decides
+    config.training.max_dim = 1024
+    config.training.gradient_checkpointing = checkpointing
+    config.training.memory_budget_gib = MEMORY_GOAL_GIB
+    config.training.max_tokens_per_batch = budget
+    config.data.val_fraction = 0.0
+    config.evaluation.after_training = False
+    return config
+
+
+def write_plain_input(config, workspace: Path, data: Path | None, out: Path) -> dict:
+    """The scenario's samples, encoded by our encoder, in the plain recipe's input form; returns counts."""
+    from lora_core.training.data import prepare_data, run_encoder
+
+    encoder = run_encoder(config, Path(config.model))
+    items = prepare_data(config, workspace, data, encoder).train
+    settings = encoder.settings
+    lines, tokens, image_tokens = [], 0, 0
+    for item in items:
+        images = [{"path": str(Path(path).resolve()), "pre_width": geom.pre_width, "pre_height": geom.pre_height,
+                   "min_pixels": settings.min_pixels, "max_pixels": settings.max_pixels}
+                  for path, geom in zip(item.sample.images, item.geometries)]
+        lines.append(json.dumps({"input_ids": item.input_ids, "labels": item.labels, "images": images}))
+        tokens += len(item.input_ids)
+        image_tokens += sum(1 for token in item.input_ids if token == encoder.special.image_pad)
+    out.write_text("\n".join(lines) + "\n")
+    return {"samples": len(items), "mean_tokens": round(tokens / len(items)), "image_share": image_tokens / tokens}
+
+
+def parameter_counts(model: Path) -> tuple[int, int]:
+    """(LLM parameters without embeddings and lm_head, vision tower parameters), from the config on meta."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(str(model)))
+    llm = sum(p.numel() for n, p in model.named_parameters() if ".language_model.layers." in n)
+    vision = sum(p.numel() for n, p in model.named_parameters() if ".visual." in n)
+    return llm, vision
+
+
+def mfu(tokens_per_s: float | None, image_share: float, counts: tuple[int, int]) -> float | None:
+    if not tokens_per_s:
+        return None
+    llm, vision = counts
+    flops = 6 * (llm * tokens_per_s + vision * 4 * image_share * tokens_per_s)
+    return flops / H200_BF16_FLOPS
+
+
+def run_ours(workspace: Path, name: str, config, data: Path | None, profile: bool) -> dict:
+    from lora_core.training.config import dump_yaml
+    from lora_core.training.run_folder import RunFolder
+
+    folder = workspace / "runs" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(dump_yaml(config))
+    command = [sys.executable, "-m", "lora_core.train", "--config", str(folder / "config.yaml"), "--workspace",
+               str(workspace)] + (["--data", str(data)] if data else [])
+    env = {**os.environ, "LORA_RUN_LOG_ATTACHED": "1", "PYTHONPATH": str(ROOT)}
+    if profile:
+        env["LORA_PROFILE_AT"] = "10"
+    started = time.time()
+    with open(folder / "train.log", "ab") as log:
+        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    run = RunFolder(folder)
+    status = run.read_status()
+    logs = [m for m in run.read_metrics() if m.get("kind") == "train"]
+    result = {"exit": code, "state": status.get("state"), "wall_s": round(time.time() - started, 1),
+              "peak_gib": status.get("peak_gpu_memory_gib"), "reserved_gib": status.get("peak_gpu_reserved_gib"),
+              "checkpointing": status.get("gradient_checkpointing"), "precision": status.get("precision")}
+    warm = [m for m in logs if m["step"] >= WARMUP_STEPS]
+    if len(warm) >= 2:
+        gaps = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(warm, warm[1:])]
+        tokens = warm[-1]["num_input_tokens_seen"] - warm[0]["num_input_tokens_seen"]
+        result.update(step_s=round(statistics.median(gaps), 4),
+                      tokens_per_s=round(tokens / (warm[-1]["time"] - warm[0]["time"]), 1),
+                      tokens_per_step=round(tokens / (warm[-1]["step"] - warm[0]["step"]), 1))
+    if (folder / "profile.json").exists():
+        result["profile"] = json.loads((folder / "profile.json").read_text())
+    if code != 0 or status.get("state") != "finished":
+        result["log_tail"] = run.log_tail(20)
+    return result
+
+
+def run_plain(plain: Path, model: Path, encoded: Path, batches: list[int], steps: int) -> list[dict]:
+    command = [sys.executable, str(plain), str(model), str(encoded), "--batch", *map(str, batches),
+               "--steps", str(steps), "--profile"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not rows:
+        rows.append({"scenario": f"plain-{encoded.stem}", "error": done.stderr[-1500:]})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| scenario | trainer | settings | step s | tokens/s | peak GiB | GPU busy | MFU |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        busy = (r.get("profile") or {}).get("gpu_busy")
+        lines.append(f"| {r['scenario']} | {r['trainer']} | {r['settings']} | {r.get('step_s', '—')} | "
+                     f"{r.get('tokens_per_s', '—')} | {r.get('peak_gib', '—')} | "
+                     f"{'—' if busy is None else format(busy, '.0%')} | "
+                     f"{format(r['mfu'], '.1%') if r.get('mfu') else '—'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plain", type=Path, help="plain_recipe.py (default: ../shared/bench/plain_recipe.py)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "bench/out/train_gpu")))
+    parser.add_argument("--workspace", type=Path, default=Path("/tmp/bench-train-gpu"))
+    parser.add_argument("--tiny", action="store_true", help="dry run with the embedded tiny model on the CPU")
+    parser.add_argument("--only", choices=("ours", "plain"), help="run one side only")
+    parser.add_argument("--rows", nargs="*", type=int, help="indices into OUR_ROWS (default: all)")
+    args = parser.parse_args()
+    import torch
+
+    from lora_core.qwen.checkpoint import ensure_embedded_checkpoint
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    print(f"machine: {machine()}; GPU: {torch.cuda.get_device_name(0) if cuda else 'none'}; torch "
+          f"{torch.__version__}", flush=True)
+    embedded = ensure_embedded_checkpoint(args.workspace)
+    started = time.time()
+    model = embedded if args.tiny else build_random_2b(args.workspace / "models" / "qwen3vl-2b-random", embedded)
+    print(f"model ready in {time.time() - started:.0f} s: {model}", flush=True)
+    counts = parameter_counts(model)
+    data = {"demo": None, "long": long_dataset(args.workspace)}
+    inputs, shapes = {}, {}
+    for scenario, path in data.items():
+        inputs[scenario] = args.workspace / f"{scenario}.jsonl"
+        shapes[scenario] = write_plain_input(scenario_config(model, args.steps), args.workspace, path,
+                                             inputs[scenario])
+        print(f"{scenario}: {shapes[scenario]}", flush=True)
+    rows = []
+
+    def record(row):
+        row["mfu"] = mfu(row.get("tokens_per_s"), shapes[row["scenario"]]["image_share"], counts)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        (args.out / "train_gpu.json").write_text(json.dumps({"machine": machine(), "parameters": counts,
+                                                             "shapes": shapes, "rows": rows}, indent=1))
+
+    if args.only != "plain":
+        for index, (scenario, label, batch, budget, checkpointing) in enumerate(OUR_ROWS):
+            if args.rows is not None and index not in args.rows:
+                continue
+            config = scenario_config(model, args.steps, batch, budget, checkpointing)
+            result = run_ours(args.workspace, f"ours-{scenario}-{index}", config, data[scenario],
+                              profile=cuda and args.steps > 13)
+            record({"scenario": scenario, "trainer": "ours", "settings": f"{label}, accumulation 1", **result})
+    if args.only != "ours" and cuda:
+        plain = args.plain or ROOT.parent / "shared" / "bench" / "plain_recipe.py"
+        for scenario, batches in PLAIN_BATCHES.items():
+            for result in run_plain(plain, model, inputs[scenario], batches, args.steps):
+                batch = result.get("batch")
+                record({"scenario": scenario, "trainer": "plain", "settings": f"batch {batch}, padded, ckpt on",
+                        **result})
+    print("\n" + table(rows), flush=True)
+    (args.out / "train_gpu.md").write_text(table(rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()
