@@ -228,6 +228,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="dry run with the embedded tiny model on the CPU")
     parser.add_argument("--only", choices=("ours", "plain"), help="run one side only")
     parser.add_argument("--rows", nargs="*", type=int, help="indices into OUR_ROWS (default: all)")
+    parser.add_argument("--plain-batch", nargs="*", help="SCENARIO=B1,B2 to replace PLAIN_BATCHES' entries; "
+                                                         "a scenario left out is not run")
+    parser.add_argument("--no-profile", action="store_true", help="no profiled window in our runs (the "
+                                                                  "profiler slows the steps it watches)")
     args = parser.parse_args()
     import torch
 
@@ -264,15 +268,18 @@ def main() -> None:
                 continue
             config = scenario_config(model, args.steps, batch, budget, checkpointing)
             result = run_ours(args.workspace, f"ours-{scenario}-{index}", config, data[scenario],
-                              profile=cuda and args.steps > 13)
-            record({"scenario": scenario, "trainer": "ours", "settings": f"{label}, accumulation 1", **result})
+                              profile=cuda and args.steps > 13 and not args.no_profile)
+            record({**result, "scenario": scenario, "trainer": "ours", "settings": f"{label}, accumulation 1"})
     if args.only != "ours" and cuda:
         plain = args.plain or ROOT.parent / "shared" / "bench" / "plain_recipe.py"
-        for scenario, batches in PLAIN_BATCHES.items():
+        plain_batches = PLAIN_BATCHES
+        if args.plain_batch:
+            plain_batches = {k: [int(b) for b in v.split(",")] for k, v in (a.split("=") for a in args.plain_batch)}
+        for scenario, batches in plain_batches.items():
             for result in run_plain(plain, model, inputs[scenario], batches, args.steps):
                 batch = result.get("batch")
-                record({"scenario": scenario, "trainer": "plain", "settings": f"batch {batch}, padded, ckpt on",
-                        **result})
+                record({**result, "scenario": scenario, "trainer": "plain",
+                        "settings": f"batch {batch}, padded, ckpt on"})
     print("\n" + table(rows), flush=True)
     (args.out / "train_gpu.md").write_text(table(rows) + "\n")
 

@@ -160,6 +160,8 @@ def run_losses(workspace: Path, embedded_path: Path, name: str, packing: bool) -
     config.sft.load_best_model_at_end = False
     config.lora.dropout = 0.0
     config.training.packing = packing
+    if packing:  # the packing collator in forked data-loader workers, as on a GPU
+        config.passthrough["dataloader_num_workers"] = 2
     config.training.max_tokens_per_batch = 700  # some micro-batches split into two packs
     config.evaluation.after_training = False
     folder = workspace / "runs" / name

@@ -11,6 +11,9 @@ from lora_core.training.schema import SFT, ConfigError, RunConfig, effective_war
 # GPU), and the NaN filter would read every step's loss back.
 RUN_DEFAULTS = {"logging_first_step": True, "dataloader_num_workers": 0, "disable_tqdm": True,
                 "include_num_input_tokens_seen": "no", "logging_nan_inf_filter": False}
+# On a GPU two workers collate (pixels are cut and copied there) while the GPU trains; they live for the run so
+# their pixel caches do too.
+CUDA_DEFAULTS = {"dataloader_num_workers": 2, "dataloader_persistent_workers": True}
 # What TrainingArguments raises on a value it refuses.
 REFUSALS = (ValueError, TypeError, KeyError, AttributeError, ImportError, NotImplementedError)
 # Checked against the GPU, or switching torch's TF32 mode process-wide: the launch check leaves them to the run.
@@ -43,6 +46,10 @@ def user_arguments(config: RunConfig, has_eval: bool, cuda: bool = False, checkp
     return values
 
 
+def defaults(cuda: bool) -> dict:
+    return {**RUN_DEFAULTS, **(CUDA_DEFAULTS if cuda else {})}
+
+
 def checkpointing_field(known_fields) -> str:
     """transformers 5.2x calls it activation_checkpointing; earlier 5.x releases (5.17 on the GPU machine)
     gradient_checkpointing."""
@@ -63,9 +70,9 @@ def build_training_arguments(config: RunConfig, output_dir: str, run_name: str, 
     owned = run_owned_arguments(output_dir, run_name, cuda)
     user = user_arguments(config, has_eval, cuda, checkpointing)
     try:
-        return TrainingArguments(**{**RUN_DEFAULTS, **user, **owned})
+        return TrainingArguments(**{**defaults(cuda), **user, **owned})
     except REFUSALS as error:
-        raise ConfigError(refusal({**RUN_DEFAULTS, **owned}, user, error)) from None
+        raise ConfigError(refusal({**defaults(cuda), **owned}, user, error)) from None
 
 
 def refusal(base: dict, user: dict, error: Exception) -> str:

@@ -131,6 +131,13 @@ class PackingCollator:
             packs.append(row)
         return {"packs": packs, **batch_counts(items)}
 
+    def warm(self, items: list[Encoded]) -> None:
+        """Pixels and rope positions of every item made now, in the main process: data-loader workers forked
+        later start with them."""
+        for item in items:
+            grids = [self.pixel_cache.pixels(path, geom)[1] for path, geom in zip(item.sample.images, item.geometries)]
+            self.rope(item, grids)
+
 
 def takes_token_types(model) -> bool:
     """Whether this transformers release's Qwen-VL forward takes mm_token_type_ids."""

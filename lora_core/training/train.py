@@ -189,6 +189,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         use_packed_attention(model)
         train_collator = PackingCollator(pixel_cache, RopePositions(model, encoder.special.image_pad),
                                          config.training.max_tokens_per_batch)
+        if cuda:
+            train_collator.warm(data.train)
     explicit_checkpointing = config.training.gradient_checkpointing
     args = training_arguments(config, folder, bool(data.val), cuda,
                               None if explicit_checkpointing == "auto" else bool(explicit_checkpointing))
