@@ -143,7 +143,8 @@ def main(argv=None) -> None:
     if args.demo and args.model not in (None, "", "embedded"):
         raise SystemExit("--demo serves only the embedded tiny model; leave out --model.")
     exposed = is_exposed(args)
-    ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=exposed, authenticated=bool(auth))
+    ctx = AppContext(args.workspace, args.model, demo_mode=args.demo, exposed=exposed, authenticated=bool(auth),
+                     resolve_now=False)
     line = exposure_line(exposed, auth)
     if line:
         print(line, flush=True)
@@ -157,7 +158,10 @@ def main(argv=None) -> None:
         max_file_size="50mb",
         css=page_css(),
         js=page_js(),
+        prevent_thread_lock=True,
     )
+    ctx.start_resolving()  # torch, transformers and the model load once the page is served
+    blocks.block_thread()
 
 
 if __name__ == "__main__":

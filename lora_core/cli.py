@@ -97,7 +97,8 @@ def extra_commands():
 
 
 # modules adding sub-commands (audit, coverage, ...); one line each
-EXTRA_COMMAND_MODULES: list[str] = ["training.coverage_command", "analysis.audit"]
+EXTRA_COMMAND_MODULES: list[str] = ["training.coverage_command", "analysis.audit", "training.predict",
+                                     "training.merge"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ class AppContext:
     """Resolves the model in the background so the app serves its first page at once."""
 
     def __init__(self, workspace: Path, model: str | None = None, demo_mode: bool = False, exposed: bool = False,
-                 authenticated: bool = False):
+                 authenticated: bool = False, resolve_now: bool = True):
+        """resolve_now=False: the caller starts the model's resolution (`start_resolving`) once the server
+        answers, so importing torch and transformers does not hold up the first page."""
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.model_arg = model or EMBEDDED_MODEL
@@ -23,7 +25,14 @@ class AppContext:
         self._model_error: Exception | None = None
         self._model_ready = threading.Event()
         self.recipe_bar = None  # ui.recipe.RecipeBar, set when the page is built
-        threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
+        self._resolving = False
+        if resolve_now:
+            self.start_resolving()
+
+    def start_resolving(self) -> None:
+        if not self._resolving:
+            self._resolving = True
+            threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
 
     @property
     def view_only(self) -> bool:
@@ -40,6 +49,7 @@ class AppContext:
             self._model_ready.set()
 
     def model_info(self, timeout: float = 120) -> ModelInfo:
+        self.start_resolving()
         if not self._model_ready.wait(timeout):
             raise RuntimeError("The model is still being prepared; try again in a few seconds.")
         if self._model_error is not None:

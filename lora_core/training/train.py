@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         log = open(config_path.parent / "train.log", "a", buffering=1, encoding="utf-8")
         sys.stdout, sys.stderr = Tee(sys.stdout, log), Tee(sys.stderr, log)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRACKIO_DIR", str(config_path.resolve().parent / "trackio"))  # report_to: trackio
     data = args.data.resolve() if args.data else None
     return run(config_path, data, args.workspace)
 
