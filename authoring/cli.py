@@ -1,4 +1,4 @@
-"""`python -m authoring import|validate|export`: JSON summary on stdout; on refusal a one-line reason on
+"""`python -m authoring import|validate|export|reviews|agreement`: JSON summary on stdout; on refusal a one-line reason on
 stderr and a non-zero exit (2 for a refusal, 1 when validation finds problems)."""
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def run_export(args) -> tuple[dict, int]:
     check_abs_resized(args)
     store = Store(args.store)
     options = ExportOptions(coords=args.coords, max_dim=args.max_dim, max_images=args.max_images,
-                            val_ratio=args.val_ratio, seed=args.seed, encoder=model_encoder(args))
+                            val_ratio=args.val_ratio, seed=args.seed, encoder=model_encoder(args),
+                            only_accepted=args.only_accepted)
     progress = TqdmProgress()
     try:
         summary = export_store(store, args.out, args.format, options, progress)
@@ -113,6 +114,23 @@ def run_export(args) -> tuple[dict, int]:
         progress.close()
     summary["store"] = str(store.path)
     return summary, 0
+
+
+def run_reviews(args) -> tuple[dict, int]:
+    from authoring.review import members, reviews
+
+    store = Store(args.store)
+    return {"store": str(store.path), "team": [vars(m) for m in members(store)],
+            "trajectories": [vars(r) for r in reviews(store)]}, 0
+
+
+def run_agreement(args) -> tuple[dict, int]:
+    from authoring.agreement import agreement_report
+
+    store = Store(args.store)
+    rows, summary = agreement_report(store, args.trajectory)
+    steps = [{**vars(row), "types_agree": row.types_agree} for row in rows]
+    return {"store": str(store.path), "summary": summary.to_json(), "steps": steps}, 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,9 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of trajectories for validation, split by trajectory (default 0.2, seed §8.3.2)")
     exp.add_argument("--seed", type=int, default=42, help="seed of the trajectory split (default 42)")
     exp.add_argument("--out", type=Path, required=True, help="an empty or new folder")
+    exp.add_argument("--only-accepted", action="store_true",
+                     help="export only the trajectories a reviewer accepted")
     add_store(exp)
     add_model(exp)
     exp.set_defaults(handler=run_export)
+
+    rev = commands.add_parser("reviews", help="the team and where each trajectory stands in review")
+    add_store(rev)
+    rev.set_defaults(handler=run_reviews)
+
+    agree = commands.add_parser("agreement", help="click distance and action-type agreement of second-annotator copies")
+    agree.add_argument("--trajectory", help="only the pairs of this trajectory (the original or a copy)")
+    add_store(agree)
+    agree.set_defaults(handler=run_agreement)
     return parser
 
 

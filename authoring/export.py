@@ -17,6 +17,7 @@ from lora_core.data.coords import parse_space
 from lora_core.data.slicing import DEFAULT_SYSTEM_PROMPT, SliceOptions, SliceStep, sample_for_step, split_trajectories
 
 from authoring.model import Correction, Step, Trajectory
+from authoring.review import accepted_ids, copy_ids
 from authoring.validate import validate_store
 
 FORMATS = ("mai-ui", "llamafactory", "swift")
@@ -41,6 +42,7 @@ class ExportOptions:
     seed: int = 42
     encoder: object | None = None  # the chosen model's encoder: abs-resized coordinates use its resized size
     include_corrections: bool = True
+    only_accepted: bool = False  # only trajectories a reviewer accepted (authoring.review)
 
     def __post_init__(self):
         parse_space(self.coords)
@@ -99,6 +101,8 @@ def trajectory_samples(store, trajectory: Trajectory, steps: list[Step], correct
     for correction in corrections:
         if correction.info.status == "rejected" or correction.position >= len(steps):
             continue
+        if any(r.image is None for r in correction.recovery):
+            continue  # still waiting for a screenshot (validation says so)
         step = steps[correction.position]
         wrong = SliceStep(chain[correction.position].image, step.width, step.height, correction.wrong_thinking,
                           correction.wrong_action, wrong=True)
@@ -117,12 +121,23 @@ def trajectory_samples(store, trajectory: Trajectory, steps: list[Step], correct
     return samples
 
 
+def exported_ids(store, options: ExportOptions) -> list[str]:
+    """The trajectories an export takes: not rejected, not a second annotator's copy (it repeats its original),
+    and accepted by a reviewer when only_accepted is set."""
+    copies = copy_ids(store)
+    accepted = accepted_ids(store) if options.only_accepted else None
+    return [t.id for t in store.trajectories() if t.info.status != "rejected" and t.id not in copies
+            and (accepted is None or t.id in accepted)]
+
+
 def store_samples(store, options: ExportOptions | None = None) -> list[dict]:
     """Every sample of the store in the native format (docs/FORMATS.md), image paths absolute.
 
-    Rejected trajectories, steps and corrections are left out. Nothing is written.
+    Rejected trajectories, steps and corrections, agreement copies and (with only_accepted) trajectories not
+    accepted are left out. Nothing is written.
     """
     options = options or ExportOptions()
+    wanted = set(exported_ids(store, options))
     steps_by, corrections_by = {}, {}
     for step in store.steps():
         steps_by.setdefault(step.trajectory_id, []).append(step)
@@ -130,7 +145,7 @@ def store_samples(store, options: ExportOptions | None = None) -> list[dict]:
         corrections_by.setdefault(correction.trajectory_id, []).append(correction)
     samples = []
     for trajectory in store.trajectories():
-        if trajectory.info.status == "rejected":
+        if trajectory.id not in wanted:
             continue
         samples += trajectory_samples(store, trajectory, steps_by.get(trajectory.id, []),
                                       corrections_by.get(trajectory.id, []), options)
@@ -210,12 +225,14 @@ def export_store(store, out_dir: Path, fmt: str, options: ExportOptions | None =
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportRefused(f"{out_dir} is not empty; export into a new or empty folder.")
-    problems = validate_store(store)
+    problems = validate_store(store, trajectory_ids=set(exported_ids(store, options)))
     if problems:
         raise ExportRefused(f"{len(problems)} validation problem(s), first: {problems[0]}. "
                             "Fix them or mark those records rejected, then export again.")
     samples = store_samples(store, options)
     if not samples:
+        if options.only_accepted:
+            raise ExportRefused("There is nothing to export: no trajectory has been accepted by a reviewer yet.")
         raise ExportRefused("There is nothing to export: the store has no trajectory that is not rejected.")
     split = split_by_trajectory([s["metadata"]["source"] for s in samples], options.val_ratio, options.seed)
     val_ids = set(split["val"])
@@ -284,7 +301,7 @@ def export_store(store, out_dir: Path, fmt: str, options: ExportOptions | None =
         notes.append("Wrong steps keep \"loss\": false; train with --loss_scale last_round or keep the loss field.")
     corrections = sum(1 for s in samples if s["metadata"]["kind"] == "correction")
     summary = {
-        "format": fmt, "coords": options.coords, "max_dim": options.max_dim, "max_images": options.max_images,
+        "format": fmt, "only_accepted": options.only_accepted, "coords": options.coords, "max_dim": options.max_dim, "max_images": options.max_images,
         "out": str(out_dir), "files": files, "samples": len(samples), "train": len(records["train"]),
         "val": len(records["val"]), "corrections": corrections, "correction_share": round(corrections / len(samples), 4),
         "images": len(copied), "split": {**split, "seed": options.seed, "val_ratio": options.val_ratio}, "notes": notes,

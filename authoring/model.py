@@ -7,11 +7,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import math
+
 from lora_core.data.agent import ACTION_SPACE, POINT_KEYS, SWIPE_DIRECTIONS, SYSTEM_BUTTONS
 
 STATUSES = ("draft", "done", "needs review", "accepted", "rejected")
+RECOVERY_STEP_STATUSES = ("draft", "done")  # a recovery step is part of its correction: only its progress
 ACTION_KINDS = tuple(ACTION_SPACE)
 POINTED_KINDS = ("click", "long_press")
+
+
+def action_fields(kind: str) -> tuple[str, ...]:
+    """The argument keys an action kind takes (MAI-UI's action space): the editors to show for it."""
+    if kind not in ACTION_SPACE:
+        raise ValueError(f"Unknown action {kind!r}; use one of: {', '.join(ACTION_SPACE)}.")
+    required, optional = ACTION_SPACE[kind]
+    return required + optional
+
+
+def clean_action(action: dict) -> dict:
+    """The action with only the keys its kind takes (a button left on an open action is dropped)."""
+    kind = action.get("action")
+    if kind not in ACTION_SPACE:
+        return dict(action)
+    kept = set(action_fields(kind))
+    return {"action": kind, **{key: value for key, value in action.items() if key in kept}}
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,44 @@ class Target:
         return cls(tuple(data["box"]), data.get("label", "") or "")
 
 
+def box_problem(box, width: int, height: int) -> str | None:
+    """Why a typed box [x1, y1, x2, y2] (abs-original pixels) cannot be used on a width×height screenshot."""
+    if not isinstance(box, (list, tuple)) or len(box) != 4:
+        return "A target box is four numbers x1, y1, x2, y2 in screenshot pixels."
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box):
+        return "A target box is four finite numbers x1, y1, x2, y2 in screenshot pixels."
+    x1, y1, x2, y2 = box
+    if x2 <= x1 or y2 <= y1:
+        which = "x2 must be greater than x1" if x2 <= x1 else "y2 must be greater than y1"
+        return f"The box ({x1:g}, {y1:g})–({x2:g}, {y2:g}) is empty or reversed: {which}."
+    if min(x1, y1) < 0 or x2 > width or y2 > height:
+        return (f"The box ({x1:g}, {y1:g})–({x2:g}, {y2:g}) leaves the {width}×{height} screenshot; keep x between "
+                f"0 and {width} and y between 0 and {height}.")
+    return None
+
+
+def parse_box(text_or_values, width: int, height: int) -> tuple[float, float, float, float]:
+    """A typed box ("x1, y1, x2, y2" or four numbers) checked against the screenshot; ValueError says why not."""
+    values = text_or_values
+    if isinstance(values, str):
+        parts = [part for part in values.replace(",", " ").replace(";", " ").split() if part]
+        try:
+            values = [float(part) for part in parts]
+        except ValueError:
+            raise ValueError(f"{text_or_values!r} is not four numbers x1, y1, x2, y2.") from None
+    problem = box_problem(values, width, height)
+    if problem:
+        raise ValueError(problem)
+    return tuple(float(v) for v in values)
+
+
+def box_from_corners(first, second, width: int, height: int) -> tuple[float, float, float, float]:
+    """The box two clicks (or a drag) span, in either order, kept inside the screenshot."""
+    xs = sorted(min(max(float(p[0]), 0.0), float(width)) for p in (first, second))
+    ys = sorted(min(max(float(p[1]), 0.0), float(height)) for p in (first, second))
+    return parse_box([round(xs[0], 1), round(ys[0], 1), round(xs[1], 1), round(ys[1], 1)], width, height)
+
+
 @dataclass(frozen=True)
 class Screenshot:
     """A stored screenshot: path relative to the store's folder, its size, and element boxes when known."""
@@ -171,23 +229,30 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class RecoveryStep:
-    """One step of a correction after the wrong one: its screenshot and its answer."""
+    """One step of a correction after the wrong one: its screenshot and its answer.
 
-    image: str
+    image is None until the annotator gives one (the screen after the error is never guessed).
+    """
+
+    image: str | None
     width: int
     height: int
     thinking: str
     action: dict
     target: Target | None = None
+    status: str = "draft"  # one of RECOVERY_STEP_STATUSES
 
     def to_json(self) -> dict:
         return {"image": self.image, "width": self.width, "height": self.height, "thinking": self.thinking,
-                "action": self.action, "target": self.target.to_json() if self.target else None}
+                "action": self.action, "target": self.target.to_json() if self.target else None,
+                "status": self.status}
 
     @classmethod
     def from_json(cls, data: dict) -> "RecoveryStep":
-        return cls(data["image"], int(data["width"]), int(data["height"]), data.get("thinking", ""),
-                   dict(data.get("action") or {}), Target.from_json(data.get("target")))
+        status = data.get("status") if data.get("status") in RECOVERY_STEP_STATUSES else "draft"
+        return cls(data.get("image") or None, int(data.get("width") or 0), int(data.get("height") or 0),
+                   data.get("thinking", ""), dict(data.get("action") or {}), Target.from_json(data.get("target")),
+                   status)
 
 
 @dataclass(frozen=True)
@@ -210,6 +275,11 @@ class Correction:
     def after_image(self) -> str | None:
         return self.recovery[0].image if self.recovery else None
 
+    def step_states(self) -> list[tuple[str, str]]:
+        """(part, status) per part, for the tables: the wrong action carries the correction's own status."""
+        return [("wrong action", self.info.status)] + [(f"recovery {n}", r.status)
+                                                       for n, r in enumerate(self.recovery, start=1)]
+
 
 def valid_status(status: str) -> str:
     if status not in STATUSES:
@@ -217,7 +287,15 @@ def valid_status(status: str) -> str:
     return status
 
 
+def valid_recovery_status(status: str) -> str:
+    if status not in RECOVERY_STEP_STATUSES:
+        raise ValueError(f"A recovery step is {' or '.join(RECOVERY_STEP_STATUSES)}, not {status!r}; accept, "
+                         "reject or send back the whole correction from its wrong action.")
+    return status
+
+
 __all__ = [
-    "ACTION_KINDS", "Action", "Correction", "RecordInfo", "RecoveryStep", "STATUSES", "SWIPE_DIRECTIONS",
-    "SYSTEM_BUTTONS", "Screenshot", "Step", "Target", "Trajectory", "direction_between", "valid_status",
+    "ACTION_KINDS", "Action", "Correction", "RECOVERY_STEP_STATUSES", "RecordInfo", "RecoveryStep", "STATUSES",
+    "SWIPE_DIRECTIONS", "SYSTEM_BUTTONS", "Screenshot", "Step", "Target", "Trajectory", "action_fields", "box_from_corners",
+    "box_problem", "clean_action", "direction_between", "parse_box", "valid_recovery_status", "valid_status",
 ]

@@ -11,17 +11,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lora_core.data.coords import as_int_point, from_original
-from lora_core.data.coords import OriginalFrame
-
-from authoring.export import resized_frame
-from authoring.model import Action, Correction, Step, direction_between
+from authoring.model import RECOVERY_STEP_STATUSES, STATUSES, Action, Correction, Step, clean_action, direction_between
 from authoring.propose import NoProposal, default_recovery, propose_wrong
-from authoring.render import Mark, marked_screenshot, marks_for, thumbnail
-from authoring.store import Editor, RecordMissing, StaleEdit, Store
-from authoring.validate import Problem, correction_problems, step_problems
+from authoring.review import edit_refusal
+from authoring.session_targets import TargetBoxEditing
+from authoring.session_view import STEP, WRONG, View, build_view, coordinate_text
+from authoring.store import Editor, RecordMissing, StaleEdit, Store, TrajectoryLocked
 
-STEP, WRONG = "step", "wrong action"
+__all__ = ["STEP", "WRONG", "AnnotatorSession", "View", "recovery_label"]
 
 
 def recovery_label(index: int) -> str:
@@ -29,33 +26,7 @@ def recovery_label(index: int) -> str:
 
 
 @dataclass
-class View:
-    """What the tab shows for the open step."""
-
-    trajectory_id: str
-    task: str
-    position: int
-    step_count: int
-    editing: str
-    editing_choices: list[str]
-    image: Path  # the screenshot being edited, with its marks, at original resolution
-    width: int
-    height: int
-    action: dict
-    thinking: str
-    status: str
-    coordinate_text: str
-    problems: list[Problem]
-    corrections: list[Correction]
-    correction_id: int | None
-    history: list[tuple[Path, str]]  # previous steps: screenshot, caption
-    key: str = ""  # AnnotatorSession.shown_key when this view was drawn
-    messages: list[str] = field(default_factory=list)  # sentences for the annotator (gr.Info)
-    warnings: list[str] = field(default_factory=list)  # sentences for the annotator (gr.Warning)
-
-
-@dataclass
-class AnnotatorSession:
+class AnnotatorSession(TargetBoxEditing):
     annotator: str = "annotator"
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     trajectory_id: str | None = None
@@ -63,6 +34,8 @@ class AnnotatorSession:
     editing: str = STEP
     correction_id: int | None = None
     pending_point: tuple[float, float] | None = None  # first click of a swipe or drag
+    drawing_box: bool = False  # the next two clicks are a target box's corners
+    pending_corner: tuple[float, float] | None = None  # its first corner
     seen: dict = field(default_factory=dict)  # (kind, id) -> version the annotator last saw
     last_activity: float = field(default_factory=time.monotonic)
     export_coords: str = "norm1000"
@@ -142,6 +115,9 @@ class AnnotatorSession:
 
     def _save(self, store: Store, record, kind: str, changes: dict) -> list[str]:
         """Save against the version the annotator saw; on a stale edit show the newer one and say so."""
+        refusal = edit_refusal(store, self.trajectory_id)
+        if refusal:
+            return [refusal]
         key = (kind, record.id)
         expected = self.seen.get(key, record.info.version)
         try:
@@ -154,7 +130,7 @@ class AnnotatorSession:
 
     def _save_answer(self, store: Store, action: dict | None = None, thinking: str | None = None) -> list[str]:
         kind, record, old_action, old_thinking, *_ = self._target(store)
-        action = old_action if action is None else action
+        action = clean_action(old_action if action is None else action)  # fields the kind does not take go
         thinking = old_thinking if thinking is None else thinking
         if kind == "step":
             return self._save(store, record, "step", {"action": action, "thinking": thinking})
@@ -169,7 +145,11 @@ class AnnotatorSession:
 
     def click(self, store: Store, x: float, y: float) -> tuple[list[str], list[str]]:
         """A click on the screenshot at abs-original (x, y). Returns (notes, warnings)."""
-        _, _, action, _, _, width, height, _ = self._target(store)
+        _, _, action, _, image, width, height, _ = self._target(store)
+        if image is None:
+            return [], [self.missing_screenshot_sentence(store)]
+        if self.drawing_box:
+            return self.click_box_corner(store, x, y)
         x, y = min(max(float(x), 0.0), float(width)), min(max(float(y), 0.0), float(height))
         x, y = round(x, 1), round(y, 1)
         current = Action.from_dict(action)
@@ -215,9 +195,47 @@ class AnnotatorSession:
             new_thinking = new_thinking.strip()
         return self._save_answer(store, action=updated, thinking=new_thinking)
 
-    def set_status(self, store: Store, status: str) -> list[str]:
+    def recovery_index(self) -> int | None:
+        """0-based index of the recovery step being edited, or None."""
+        return int(self.editing.split()[-1]) - 1 if self.editing.startswith("recovery ") else None
+
+    def status_choices(self) -> tuple[str, ...]:
+        return RECOVERY_STEP_STATUSES if self.recovery_index() is not None else STATUSES
+
+    def part_status(self, store: Store) -> str:
+        """The status of what the clicks edit: the step, the correction (wrong action) or one recovery step."""
         kind, record, *_ = self._target(store)
-        return self._save(store, record, kind, {"status": status})
+        index = self.recovery_index()
+        return record.recovery[index].status if kind == "correction" and index is not None else record.info.status
+
+    def set_status(self, store: Store, status: str) -> list[str]:
+        """The status of the part being edited only: a recovery step's own, never its whole correction's."""
+        kind, record, *_ = self._target(store)
+        index = self.recovery_index()
+        if kind != "correction" or index is None:
+            return self._save(store, record, kind, {"status": status})
+        refusal = edit_refusal(store, self.trajectory_id)
+        if refusal:
+            return [refusal]
+        key = ("correction", record.id)
+        try:
+            updated = store.set_recovery_status(record.id, index, status, self.seen.get(key, record.info.version),
+                                                self.editor, self._seconds())
+        except StaleEdit as stale:
+            self.seen[key] = stale.current.info.version
+            return [str(stale)]
+        self.seen[key] = updated.info.version
+        return []
+
+    def save_done(self, store: Store, text: str | None = None, thinking: str | None = None,
+                  key: str | None = None) -> tuple[list[str], list[str]]:
+        """Save: the typed fields, then mark done the part the annotator is on (step, wrong action or recovery k)."""
+        with self.showing(key):
+            warnings = self.set_fields(store, text=text, thinking=thinking)
+            if not warnings:
+                warnings = self.set_status(store, "done")
+            part = self.editing
+        return ([] if warnings else [f"Saved; {part} marked done."]), warnings
 
     def mark_wrong(self, store: Store, proposal: str | None) -> tuple[list[str], list[str]]:
         """Create a correction at this step; the wrong action is proposed from element boxes, or a copy to click."""
@@ -237,32 +255,56 @@ class AnnotatorSession:
             thinking, wrong = "", dict(step.action)
             notes.append("The wrong action starts as a copy of the step's action: click where the wrong tap lands "
                          "and write its thinking.")
+        refusal = edit_refusal(store, self.trajectory_id)
+        if refusal:
+            return [], [refusal]
         recovery = default_recovery(step, step.image, (step.width, step.height))
+        # the screen after the error is never guessed: recovery 1 waits for the annotator's screenshot
+        recovery[0] = {**recovery[0], "image": None, "width": 0, "height": 0}
         correction = store.create_correction(self.trajectory_id, self.position, thinking, wrong, recovery, self.editor)
         self.seen[("correction", correction.id)] = correction.info.version
         self.correction_id, self.editing, self.pending_point = correction.id, WRONG, None
-        notes.append("Pick the screenshot after the error for recovery 1 (it reuses the current one until you do).")
+        notes.append("Recovery 1 needs the screenshot after the error: upload, paste or pick it.")
         return notes, []
 
-    def set_after_image(self, store: Store, image: str) -> list[str]:
+    def missing_screenshot_sentence(self, store: Store) -> str | None:
+        """The request for a screenshot when the recovery step being edited has none, else None."""
+        index = self.recovery_index()
+        correction = self.current_correction(store)
+        if index is None or correction is None or index >= len(correction.recovery):
+            return None
+        if correction.recovery[index].image is not None:
+            return None
+        what = "the screen after the error" if index == 0 else "the screen this step answers"
+        return f"Recovery {index + 1} has no screenshot yet: upload, paste or pick {what}."
+
+    def set_recovery_image(self, store: Store, image: str, index: int | None = None) -> list[str]:
+        """Give recovery step `index` (default: the one being edited, else recovery 1) its screenshot."""
         correction = self.current_correction(store)
         if correction is None or not correction.recovery:
             return ["Mark the step wrong first: the screenshot after the error belongs to a correction."]
+        index = (self.recovery_index() or 0) if index is None else index
+        if not 0 <= index < len(correction.recovery):
+            return [f"This correction has no recovery step {index + 1}."]
         shot = store.screenshot(image)
         recovery = [r.to_json() for r in correction.recovery]
-        recovery[0] = {**recovery[0], "image": shot.path, "width": shot.width, "height": shot.height}
-        if recovery[0]["action"].get("action") in ("click", "long_press", "drag"):
-            recovery[0]["target"] = None  # a box from another screenshot does not apply
+        if recovery[index]["image"] != shot.path:
+            recovery[index]["target"] = None  # a box drawn on another screenshot does not apply
+        recovery[index] = {**recovery[index], "image": shot.path, "width": shot.width, "height": shot.height}
         return self._save(store, correction, "correction", {"recovery": recovery})
+
+    def set_after_image(self, store: Store, image: str) -> list[str]:
+        return self.set_recovery_image(store, image, 0)
 
     def add_recovery(self, store: Store) -> list[str]:
         correction = self.current_correction(store)
         if correction is None:
             return ["Mark the step wrong first."]
         step = self.current_step(store)
+        # the step's answer to start from; its screenshot is asked for, not guessed
         recovery = [r.to_json() for r in correction.recovery] + [
-            {"image": step.image, "width": step.width, "height": step.height, "thinking": step.thinking,
-             "action": dict(step.action), "target": step.target.to_json() if step.target else None}]
+            {"image": None, "width": 0, "height": 0, "thinking": step.thinking, "action": dict(step.action),
+             "target": None, "status": "draft"}]
         warnings = self._save(store, correction, "correction", {"recovery": recovery})
         if not warnings:
             self.editing = recovery_label(len(recovery) - 1)
@@ -280,6 +322,9 @@ class AnnotatorSession:
         correction = self.current_correction(store)
         if correction is None:
             return []
+        refusal = edit_refusal(store, self.trajectory_id)
+        if refusal:
+            return [refusal]
         try:
             store.delete_correction(correction.id, self.seen.get(("correction", correction.id), correction.info.version),
                                     self.editor)
@@ -297,7 +342,7 @@ class AnnotatorSession:
             record = stale.current
             self.seen[(_kind_of(record), record.id)] = record.info.version
             return [], [str(stale)]
-        except RecordMissing as error:
+        except (RecordMissing, TrajectoryLocked) as error:
             return [], [str(error)]
         if done is None:
             return [], [f"Nothing to {'redo' if redo else 'undo'} in this session."]
@@ -349,60 +394,16 @@ class AnnotatorSession:
 
     def choose_editing(self, editing: str) -> None:
         self.editing, self.pending_point = editing or STEP, None
+        self.drawing_box, self.pending_corner = False, None
 
     # ------------------------------------------------------------------ the view
 
-    def view(self, store: Store, cache_dir: Path) -> View:
-        trajectory = store.trajectory(self.trajectory_id)
-        steps = store.steps(self.trajectory_id)
-        step = self.current_step(store)
-        correction = self.current_correction(store)
-        kind, record, action, thinking, image, width, height, target = self._target(store)
-        for seen_record in filter(None, (step, correction)):
-            self.seen.setdefault((_kind_of(seen_record), seen_record.id), seen_record.info.version)
-        role = "step" if self.editing == STEP else ("wrong" if self.editing == WRONG else "recovery")
-        marks = marks_for(action, role)
-        if self.editing == WRONG:
-            marks = marks_for(step.action, "step") + marks  # the right point, for comparison
-        if self.pending_point is not None:
-            marks.append(Mark("pending", *self.pending_point))
-        picture = marked_screenshot(store.image_path(image), marks, cache_dir, list(target.box) if target else None)
-        problems = step_problems(store, step)
-        corrections = [c for c in store.corrections(self.trajectory_id) if c.position == self.position]
-        for item in corrections:
-            problems += correction_problems(store, item, step)
-        choices = [STEP]
-        if correction is not None:
-            choices += [WRONG] + [recovery_label(i) for i in range(len(correction.recovery))]
-        history = [(thumbnail(store.image_path(s.image), cache_dir), f"{s.number}. {Action.from_dict(s.action).describe()}")
-                   for s in steps[:self.position]]
-        return View(self.trajectory_id, trajectory.task, self.position, len(steps), self.editing, choices, picture,
-                    width, height, action, thinking, record.info.status, self.coordinate_text(action, width, height),
-                    problems, corrections, correction.id if correction else None, history, self.shown_key)
+    def view(self, store: Store, cache_dir: Path, draw: bool = True) -> View:
+        """What to show; draw=False leaves the marks to the browser (View.image is then the plain screenshot)."""
+        return build_view(self, store, cache_dir, draw)
 
     def coordinate_text(self, action: dict, width: int, height: int) -> str:
-        """The action's points in abs-original and in the export convention."""
-        parts = []
-        try:
-            geom = (resized_frame(self.encoder, self.export_max_dim) or OriginalFrame)(width, height)
-        except ValueError:
-            geom = None
-        for key in ("coordinate", "start_coordinate", "end_coordinate"):
-            point = action.get(key)
-            if not isinstance(point, (list, tuple)) or len(point) != 2:
-                continue
-            x, y = point
-            text = f"{key}: abs-original ({x:.0f}, {y:.0f})"
-            if geom is not None and self.export_coords != "abs-original":
-                try:
-                    converted = as_int_point(from_original(x, y, self.export_coords, geom), self.export_coords, geom)
-                    text += f" · {self.export_coords} ({converted[0]}, {converted[1]})"
-                except ValueError as error:
-                    text += f" · {error}"
-            parts.append(text)
-        if self.pending_point is not None:
-            parts.append(f"start set at ({self.pending_point[0]:.0f}, {self.pending_point[1]:.0f}); click the end point")
-        return " | ".join(parts) if parts else "no point: this action takes none"
+        return coordinate_text(self, action, width, height)
 
 
 def _kind_of(record) -> str:

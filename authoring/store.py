@@ -14,93 +14,18 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from lora_core.data.images import image_extension, safe_resolve
 
-from authoring.model import Correction, RecordInfo, RecoveryStep, Screenshot, Step, Target, Trajectory, valid_status
+from authoring.history import EditHistory
+from authoring.migrations import StoreTooNew, migrate
+from authoring.model import (Correction, RecordInfo, RecoveryStep, Screenshot, Step, Target, Trajectory,
+                             valid_recovery_status, valid_status)
+from authoring.records import (CORRECTION_COLUMNS, EDITABLE, MAX_SECONDS_PER_EDIT, TABLES, Editor, RecordMissing,
+                               StaleEdit, TrajectoryLocked, decode_field, dump_json, encode_field)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS images (
-    path TEXT PRIMARY KEY, width INTEGER NOT NULL, height INTEGER NOT NULL, elements TEXT NOT NULL DEFAULT '[]');
-CREATE TABLE IF NOT EXISTS trajectories (
-    id TEXT PRIMARY KEY, task TEXT NOT NULL, app TEXT NOT NULL DEFAULT '', source TEXT NOT NULL DEFAULT '',
-    ordinal INTEGER NOT NULL DEFAULT 0,
-    status TEXT NOT NULL DEFAULT 'draft', annotator TEXT NOT NULL DEFAULT '', seconds REAL NOT NULL DEFAULT 0,
-    version INTEGER NOT NULL DEFAULT 1, updated_at REAL NOT NULL DEFAULT 0, session TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS steps (
-    id INTEGER PRIMARY KEY, trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL, image TEXT NOT NULL REFERENCES images(path), thinking TEXT NOT NULL DEFAULT '',
-    action TEXT NOT NULL, target TEXT,
-    status TEXT NOT NULL DEFAULT 'draft', annotator TEXT NOT NULL DEFAULT '', seconds REAL NOT NULL DEFAULT 0,
-    version INTEGER NOT NULL DEFAULT 1, updated_at REAL NOT NULL DEFAULT 0, session TEXT NOT NULL DEFAULT '',
-    UNIQUE (trajectory_id, position));
-CREATE TABLE IF NOT EXISTS corrections (
-    id INTEGER PRIMARY KEY, trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL, wrong_thinking TEXT NOT NULL DEFAULT '', wrong_action TEXT NOT NULL,
-    recovery TEXT NOT NULL DEFAULT '[]',
-    status TEXT NOT NULL DEFAULT 'draft', annotator TEXT NOT NULL DEFAULT '', seconds REAL NOT NULL DEFAULT 0,
-    version INTEGER NOT NULL DEFAULT 1, updated_at REAL NOT NULL DEFAULT 0, session TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS edits (
-    id INTEGER PRIMARY KEY, session TEXT NOT NULL, annotator TEXT NOT NULL, kind TEXT NOT NULL,
-    record_id TEXT NOT NULL, before TEXT, after TEXT, version INTEGER, state TEXT NOT NULL DEFAULT 'done',
-    at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS edits_by_session ON edits (session, state, id);
-CREATE INDEX IF NOT EXISTS steps_by_trajectory ON steps (trajectory_id, position);
-CREATE INDEX IF NOT EXISTS corrections_by_trajectory ON corrections (trajectory_id, position);
-"""
-
-TABLES = {"trajectory": "trajectories", "step": "steps", "correction": "corrections"}
-# fields an edit may change, per record kind; JSON-encoded ones are stored as text
-EDITABLE = {
-    "trajectory": ("task", "app", "status"),
-    "step": ("thinking", "action", "target", "status"),
-    "correction": ("wrong_thinking", "wrong_action", "recovery", "status"),
-}
-JSON_FIELDS = {"action", "target", "wrong_action", "recovery"}
-CORRECTION_COLUMNS = ("id", "trajectory_id", "position", "wrong_thinking", "wrong_action", "recovery", "status",
-                      "annotator", "seconds", "version", "updated_at", "session")
-MAX_SECONDS_PER_EDIT = 300.0  # idle time beyond this is not counted as work
-
-
-class StaleEdit(Exception):
-    """Another annotator saved this record since it was loaded; `current` is their version."""
-
-    def __init__(self, message: str, current):
-        super().__init__(message)
-        self.current = current
-
-
-class RecordMissing(LookupError):
-    pass
-
-
-@dataclass(frozen=True)
-class Editor:
-    """Who edits: the annotator's name and their session (undo and redo are per session)."""
-
-    annotator: str
-    session: str
-
-
-def _dump(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _encode(field_name: str, value):
-    if field_name in JSON_FIELDS:
-        return None if value is None else _dump(value)
-    if field_name == "status":
-        return valid_status(value)
-    return value
-
-
-def _decode(field_name: str, value):
-    if field_name in JSON_FIELDS:
-        return None if value is None else json.loads(value)
-    return value
+__all__ = ["Editor", "RecordMissing", "StaleEdit", "Store", "StoreTooNew", "TrajectoryLocked"]
 
 
 def _info(row: sqlite3.Row) -> RecordInfo:
@@ -108,8 +33,12 @@ def _info(row: sqlite3.Row) -> RecordInfo:
                       row["session"])
 
 
-class Store:
-    """One SQLite file; images live in `images/` beside it. Safe to share between threads."""
+class Store(EditHistory):
+    """One SQLite file; images live in `images/` beside it. Safe to share between threads.
+
+    Opening a store made by an older version migrates it in place (authoring/migrations.py); one made
+    by a newer version is refused with StoreTooNew.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path).resolve()
@@ -117,7 +46,11 @@ class Store:
         self.images_dir = self.folder / "images"
         self.images_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self.connection().executescript(SCHEMA)
+        try:
+            self.migrated_from = migrate(self.connection(), self.path)
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ connections
 
@@ -160,7 +93,7 @@ class Store:
     def set_meta(self, key: str, value, db: sqlite3.Connection | None = None) -> None:
         (db or self.connection()).execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, _dump(value)))
+            (key, dump_json(value)))
 
     # ------------------------------------------------------------------ images
 
@@ -192,13 +125,28 @@ class Store:
             "INSERT INTO images (path, width, height, elements) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(path) DO UPDATE SET elements = CASE WHEN excluded.elements != '[]' "
             "THEN excluded.elements ELSE images.elements END",
-            (relative, int(width), int(height), _dump(list(elements))))
+            (relative, int(width), int(height), dump_json(list(elements))))
 
     def screenshot(self, relative: str) -> Screenshot:
         row = self.connection().execute("SELECT * FROM images WHERE path = ?", (relative,)).fetchone()
         if row is None:
             raise RecordMissing(f"Screenshot {relative} is not in the store.")
         return Screenshot(row["path"], row["width"], row["height"], tuple(json.loads(row["elements"])))
+
+    def image_targets(self, relative: str) -> list[dict]:
+        """Target boxes set on the steps shown this screenshot (imported or drawn), as elements to pick."""
+        rows = self.connection().execute(
+            "SELECT trajectory_id, position, target FROM steps WHERE image = ? AND target IS NOT NULL "
+            "ORDER BY trajectory_id, position", (relative,)).fetchall()
+        found, seen = [], set()
+        for row in rows:
+            target = Target.from_json(json.loads(row["target"]))
+            if target is None or target.box in seen:
+                continue
+            seen.add(target.box)
+            label = target.label or f"target of {row['trajectory_id']} step {row['position'] + 1}"
+            found.append({"label": label, "kind": "target", "box": list(target.box)})
+        return found
 
     # ------------------------------------------------------------------ reading
 
@@ -260,15 +208,19 @@ class Store:
 
     def sample_counts(self) -> tuple[int, int]:
         """(step samples, correction samples) an export would write: one per step, one per recovery step;
-        rejected records left out. Counted in SQL, so the tab can show it on every click."""
+        rejected records, agreement copies and corrections still missing a screenshot left out. Counted in SQL,
+        so the tab can show it on every click."""
         db = self.connection()
+        not_copy = "t.id NOT IN (SELECT trajectory_id FROM reviews WHERE copy_of IS NOT NULL)"
         steps = db.execute(
             "SELECT COUNT(*) FROM steps s JOIN trajectories t ON t.id = s.trajectory_id "
-            "WHERE s.status != 'rejected' AND t.status != 'rejected'").fetchone()[0]
+            f"WHERE s.status != 'rejected' AND t.status != 'rejected' AND {not_copy}").fetchone()[0]
         corrections = db.execute(
             "SELECT COALESCE(SUM(json_array_length(c.recovery)), 0) FROM corrections c "
             "JOIN trajectories t ON t.id = c.trajectory_id WHERE c.status != 'rejected' AND t.status != 'rejected' "
-            "AND c.position < (SELECT COUNT(*) FROM steps s WHERE s.trajectory_id = t.id)").fetchone()[0]
+            f"AND {not_copy} AND c.position < (SELECT COUNT(*) FROM steps s WHERE s.trajectory_id = t.id) "
+            "AND NOT EXISTS (SELECT 1 FROM json_each(c.recovery) r "
+            "WHERE json_extract(r.value, '$.image') IS NULL)").fetchone()[0]
         return steps, corrections
 
     def is_empty(self) -> bool:
@@ -279,7 +231,7 @@ class Store:
 
     def _step(self, row) -> Step:
         return Step(row["id"], row["trajectory_id"], row["position"], row["image"], row["width"], row["height"],
-                    row["thinking"], json.loads(row["action"]), Target.from_json(_decode("target", row["target"])),
+                    row["thinking"], json.loads(row["action"]), Target.from_json(decode_field("target", row["target"])),
                     _info(row))
 
     def _correction(self, row) -> Correction:
@@ -308,8 +260,8 @@ class Store:
             db.execute(
                 "INSERT INTO steps (trajectory_id, position, image, thinking, action, target, status, annotator, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (chosen, position, step["image"], step.get("thinking", ""), _dump(step["action"]),
-                 _encode("target", step.get("target")), valid_status(step.get("status", status)), annotator, now))
+                (chosen, position, step["image"], step.get("thinking", ""), dump_json(step["action"]),
+                 encode_field("target", step.get("target")), valid_status(step.get("status", status)), annotator, now))
         return chosen
 
     def insert_correction_row(self, db, trajectory_id: str, position: int, wrong_thinking: str, wrong_action: dict,
@@ -318,7 +270,7 @@ class Store:
         cursor = db.execute(
             "INSERT INTO corrections (id, trajectory_id, position, wrong_thinking, wrong_action, recovery, status, "
             "annotator, updated_at, session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (correction_id, trajectory_id, int(position), wrong_thinking, _dump(wrong_action), _dump(recovery),
+            (correction_id, trajectory_id, int(position), wrong_thinking, dump_json(wrong_action), dump_json(recovery),
              valid_status(status), annotator, time.time(), session))
         return cursor.lastrowid
 
@@ -332,7 +284,7 @@ class Store:
         unknown = set(changes) - set(EDITABLE[kind])
         if unknown:
             raise ValueError(f"A {kind} has no editable field {', '.join(sorted(unknown))}.")
-        encoded = {name: _encode(name, value) for name, value in changes.items()}
+        encoded = {name: encode_field(name, value) for name, value in changes.items()}
         table = TABLES[kind]
         with self.transaction() as db:
             row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (record_id,)).fetchone()
@@ -342,8 +294,8 @@ class Store:
             changed = {name: value for name, value in encoded.items() if row[name] != value}
             if not changed:
                 return self.record(kind, record_id)
-            before = {name: _decode(name, row[name]) for name in changed}
-            after = {name: _decode(name, value) for name, value in changed.items()}
+            before = {name: decode_field(name, row[name]) for name in changed}
+            after = {name: decode_field(name, value) for name, value in changed.items()}
             version = self._apply(db, table, record_id, changed, editor, seconds)
             # a new edit ends this session's redo chain
             db.execute("UPDATE edits SET state = 'dropped' WHERE session = ? AND state = 'undone'", (editor.session,))
@@ -381,8 +333,20 @@ class Store:
         db.execute(
             "INSERT INTO edits (session, annotator, kind, record_id, before, after, version, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (editor.session, editor.annotator, kind, str(record_id), None if before is None else _dump(before),
-             None if after is None else _dump(after), version, time.time()))
+            (editor.session, editor.annotator, kind, str(record_id), None if before is None else dump_json(before),
+             None if after is None else dump_json(after), version, time.time()))
+
+    def set_recovery_status(self, correction_id: int, index: int, status: str, expected_version: int,
+                            editor: Editor, seconds: float = 0.0) -> Correction:
+        """Mark recovery step `index` (0-based) of a correction draft or done; the other steps keep theirs."""
+        valid_recovery_status(status)
+        correction = self.correction(correction_id)
+        if not 0 <= index < len(correction.recovery):
+            raise RecordMissing(f"Correction {correction_id} has no recovery step {index + 1} "
+                                f"(it has {len(correction.recovery)}).")
+        recovery = [step.to_json() for step in correction.recovery]
+        recovery[index]["status"] = status
+        return self.edit("correction", correction_id, {"recovery": recovery}, expected_version, editor, seconds)
 
     def create_correction(self, trajectory_id: str, position: int, wrong_thinking: str, wrong_action: dict,
                           recovery: list[dict], editor: Editor) -> Correction:
@@ -409,66 +373,4 @@ class Store:
 
     @staticmethod
     def _row_json(row) -> dict:
-        return {name: _decode(name, row[name]) for name in CORRECTION_COLUMNS}
-
-    # ------------------------------------------------------------------ undo / redo
-
-    def undo(self, editor: Editor):
-        """Undo this session's latest edit; returns (kind, record id) or None when nothing is left to undo."""
-        return self._replay(editor, "done", "undone")
-
-    def redo(self, editor: Editor):
-        return self._replay(editor, "undone", "done")
-
-    def _replay(self, editor: Editor, from_state: str, to_state: str):
-        order = "id DESC" if from_state == "done" else "at DESC, id ASC"
-        with self.transaction() as db:
-            edit = db.execute(f"SELECT * FROM edits WHERE session = ? AND state = ? ORDER BY {order} LIMIT 1",
-                              (editor.session, from_state)).fetchone()
-            if edit is None:
-                return None
-            kind, record_id = edit["kind"], edit["record_id"]
-            if from_state == "done":
-                source, wanted = edit["after"], edit["before"]
-            else:
-                source, wanted = edit["before"], edit["after"]
-            table = TABLES[kind]
-            key = record_id if kind == "trajectory" else int(record_id)
-            row = db.execute(f"SELECT * FROM {table} WHERE id = ?", (key,)).fetchone()
-            if kind == "correction" and (source is None or wanted is None):
-                version = self._replay_existence(db, editor, edit, row, key, wanted)
-            else:
-                if row is None:
-                    raise RecordMissing(f"The {kind} this edit changed no longer exists; nothing to {'undo' if from_state == 'done' else 'redo'}.")
-                if row["version"] != edit["version"]:
-                    raise StaleEdit(
-                        f"{row['annotator'] or 'Another annotator'} changed this {kind} after your edit "
-                        f"(now version {row['version']}); {'undo' if from_state == 'done' else 'redo'} refused so "
-                        "their work is kept. You now see their version.", self.record(kind, key))
-                values = json.loads(wanted)
-                version = self._apply(db, table, key, {n: _encode(n, v) for n, v in values.items()}, editor, 0)
-            db.execute("UPDATE edits SET state = ?, version = ?, at = ? WHERE id = ?",
-                       (to_state, version, time.time(), edit["id"]))
-        return kind, key
-
-    def _replay_existence(self, db, editor, edit, row, key, wanted):
-        """Undo/redo of creating or deleting a correction."""
-        if wanted is None:  # the correction must disappear
-            if row is None:
-                return None
-            if edit["version"] is not None and row["version"] != edit["version"] and row["session"] != editor.session:
-                raise StaleEdit(f"{row['annotator']} edited this correction since; it is kept.", self.correction(key))
-            db.execute("DELETE FROM corrections WHERE id = ?", (key,))
-            return None
-        values = json.loads(wanted)
-        if row is None:
-            self.insert_correction_row(db, values["trajectory_id"], values["position"], values["wrong_thinking"],
-                                       values["wrong_action"], values["recovery"], editor.annotator,
-                                       values["status"], editor.session, correction_id=key)
-        return db.execute("SELECT version FROM corrections WHERE id = ?", (key,)).fetchone()[0]
-
-    def edit_count(self, session: str | None = None) -> int:
-        if session is None:
-            return self.connection().execute("SELECT COUNT(*) FROM edits WHERE state = 'done'").fetchone()[0]
-        return self.connection().execute("SELECT COUNT(*) FROM edits WHERE state = 'done' AND session = ?",
-                                         (session,)).fetchone()[0]
+        return {name: decode_field(name, row[name]) for name in CORRECTION_COLUMNS}

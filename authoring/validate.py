@@ -13,7 +13,7 @@ from lora_core.data.images import ImageInputError, open_screenshot
 
 from authoring.model import POINTED_KINDS, Correction, Step, Target, Trajectory
 
-CHECKS = ("format", "schema", "inside", "target", "thinking", "image", "correction")
+CHECKS = ("format", "schema", "inside", "target", "thinking", "image", "screenshot", "correction")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def answer_problems(record: str, thinking: str, action: dict, width: int, height
                                 "</tool_call>; remove any <thinking> or <tool_call> tags typed into the thinking."))
     elif parsed.problems:
         problems.append(Problem(record, "schema", " ".join(parsed.problems) + " Fix the action in the editor."))
-    for key in ("coordinate", "start_coordinate", "end_coordinate"):
+    for key in ("coordinate", "start_coordinate", "end_coordinate") if width and height else ():
         point = action.get(key)
         if not isinstance(point, (list, tuple)) or len(point) != 2:
             continue
@@ -113,9 +113,23 @@ def correction_problems(store, correction: Correction, step: Step | None) -> lis
         problems.append(Problem(name, "correction", "it has no recovery step; add the step that recovers "
                                 "(often system_button back), then the right action."))
     for number, recovery in enumerate(correction.recovery, start=1):
-        problems += answer_problems(f"{name}, recovery {number}", recovery.thinking, recovery.action,
-                                    recovery.width, recovery.height, store.image_path(recovery.image), recovery.target)
+        record = f"{name}, recovery {number}"
+        problems += recovery_screenshot_problems(record, number, recovery.image, step)
+        image = store.image_path(recovery.image) if recovery.image else None
+        problems += answer_problems(record, recovery.thinking, recovery.action, recovery.width, recovery.height, image,
+                                    recovery.target)
     return problems
+
+
+def recovery_screenshot_problems(record: str, number: int, image: str | None, step: Step) -> list[Problem]:
+    """A recovery step needs its own screenshot; the first one shows the screen the wrong action led to."""
+    if image is None:
+        what = "the screen after the error" if number == 1 else "the screen this step answers"
+        return [Problem(record, "screenshot", f"it has no screenshot yet: upload, paste or pick {what}.")]
+    if number == 1 and image == step.image:
+        return [Problem(record, "screenshot", f"it shows step {step.number}'s screenshot, from before the error; "
+                        "upload, paste or pick the screen the wrong action led to.")]
+    return []
 
 
 def trajectory_problems(store, trajectory: Trajectory, steps: list[Step], corrections: list[Correction]) -> list[Problem]:
@@ -134,9 +148,12 @@ def trajectory_problems(store, trajectory: Trajectory, steps: list[Step], correc
     return problems
 
 
-def validate_store(store, progress=None) -> list[Problem]:
-    """All problems of every trajectory not rejected. progress(done, total) is called as it goes."""
-    trajectories = [t for t in store.trajectories() if t.info.status != "rejected"]
+def validate_store(store, progress=None, trajectory_ids=None) -> list[Problem]:
+    """All problems of every trajectory not rejected (of those in `trajectory_ids` when given).
+
+    progress(done, total) is called as it goes."""
+    trajectories = [t for t in store.trajectories() if t.info.status != "rejected"
+                    and (trajectory_ids is None or t.id in trajectory_ids)]
     all_steps, all_corrections = {}, {}
     for step in store.steps():
         all_steps.setdefault(step.trajectory_id, []).append(step)

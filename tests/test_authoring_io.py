@@ -350,8 +350,15 @@ def test_session_clicks_corrections_and_proposals(tmp_path, store):
     assert len(correction.recovery) == 2 and correction.recovery[0].action["button"] == "back"
     view = session.view(store, tmp_path / "cache")
     assert view.image.is_file() and "norm1000" in view.coordinate_text
-    # swipe takes two clicks: start, then end gives the direction
+    # recovery 1 has no screenshot until one is given: clicks are refused and the view asks for it
     session.choose_editing("recovery 1")
+    assert correction.recovery[0].image is None
+    notes, warnings = session.click(store, 500, 1500)
+    assert warnings == ["Recovery 1 has no screenshot yet: upload, paste or pick the screen after the error."]
+    assert session.view(store, tmp_path / "cache").needs_screenshot == warnings[0]
+    assert session.set_recovery_image(store, store.steps("open_sales_folder")[2].image) == []
+    assert session.view(store, tmp_path / "cache").needs_screenshot is None
+    # swipe takes two clicks: start, then end gives the direction
     session.set_kind(store, "swipe")
     session.click(store, 500, 1500)
     session.click(store, 520, 600)

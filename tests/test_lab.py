@@ -143,21 +143,29 @@ def test_the_model_view_is_the_processors_own_pixels(encoder, screenshots, sourc
 
 
 def test_the_lab_draws_the_model_view(encoder, workspace):
-    """render_lab's views are the encoder's model view, enlarged: not the uploaded screenshot."""
+    """render_lab's views are the encoder's model view, enlarged: not the uploaded screenshot. Each figure's
+    PNG (the file its URL serves) is compared pixel by pixel."""
+    import re
+    from urllib.parse import unquote
+
     from ui.lab import demo_screenshot, render_lab, screenshot_image
 
     ctx = FixedContext(workspace, None, encoder)
     shot = demo_screenshot(ctx, "files_root")
-    _, table, status, *views = render_lab(ctx, shot, ["max520", "official"], False, None, None, None, 6200,
-                                          False, False)
+    _, table, status, views = render_lab(ctx, shot, ["max520", "official"], False, None, None, None, 6200,
+                                         False, False)
     assert "files_root" in status and 'data-setting="official"' in table
-    for index, key in enumerate(["max520", "official"]):
+    sources = re.findall(r'<figure class="lab-view" id="lab-view-(\d+)" data-setting="([^"]+)">.*?<img src="([^"]+)"',
+                         views)
+    assert [(index, key) for index, key, _ in sources] == [("0", "max520"), ("1", "official")]
+    for _, key, url in sources:
+        picture = Image.open(unquote(url.split("file=", 1)[1].replace("&amp;", "&"))).convert("RGB")
         geom = PRESETS[key].geometry(shot.width, shot.height)
-        zoom = 960 / geom.resized_height
-        smoothing = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BILINEAR  # enlarged 1.88×, shrunk
-        expected = encoder.model_view(screenshot_image(shot), geom).resize(
-            (round(geom.resized_width * zoom), 960), smoothing)
-        assert np.array_equal(np.asarray(views[index]["value"]), np.asarray(expected)), key
+        zoom = picture.height / geom.resized_height
+        smoothing = Image.Resampling.NEAREST if zoom >= 1 else Image.Resampling.BILINEAR
+        expected = encoder.model_view(screenshot_image(shot), geom).resize(picture.size, smoothing)
+        assert np.array_equal(np.asarray(picture), np.asarray(expected)), key
+        assert not np.array_equal(np.asarray(picture), np.asarray(screenshot_image(shot).resize(picture.size))), key
 
 
 def test_dataset_helpers():

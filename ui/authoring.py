@@ -1,6 +1,7 @@
 """Authoring: click on screenshots to write GUI-agent steps and error → correction data, then export.
 
-Wiring only: the logic lives in authoring/ (session, store, validate, export, importer).
+Wiring only: the logic lives in authoring/ (session, store, validate, export, importer); the step view's
+components are drawn by ui/authoring_view.py, the zoomable screenshot by ui/canvas.py.
 """
 from __future__ import annotations
 
@@ -17,19 +18,23 @@ import gradio as gr
 
 from authoring.export import FORMATS, ExportOptions, ExportRefused, export_store
 from authoring.importer import IMPORT_FORMATS, ImportOptions, ImportRefused, import_source
-from authoring.model import ACTION_KINDS, STATUSES, SWIPE_DIRECTIONS, SYSTEM_BUTTONS, Action
+from authoring.model import ACTION_KINDS, STATUSES, SWIPE_DIRECTIONS, SYSTEM_BUTTONS
 from authoring.propose import PROPOSALS
 from authoring.session import STEP, AnnotatorSession
 from authoring.validate import validate_store
-from lora_core.data.images import ImageInputError, open_screenshot
 from lora_core.data.archives import ArchiveRefused, extract_archive
+from lora_core.data.images import ImageInputError, open_screenshot
+from ui.authoring_view import TOOLS, VIEW_FIELDS, render_view
+from ui.canvas import CANVAS_CSS, FileURLs, SessionMemory, click_box, click_point, zoom_canvas
+from ui.review import CSS as REVIEW_CSS, build_review_section
 
 COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
 CLICK_IT_MYSELF = "I will click it myself"
-SEED_SHARE = (0.20, 0.30)
 # Edits of the step view run one at a time, in the order they were made: a Next click never overtakes
-# the trajectory choice or the field save made just before it. Each takes tens of milliseconds.
-SERIAL = {"concurrency_id": "authoring-edits", "concurrency_limit": 1}  # the seed's advice for the share of error → correction samples
+# the trajectory choice or the field save made just before it.
+# No progress overlay on the two dozen outputs: the canvas and the tables show what changed.
+SERIAL = {"concurrency_id": "authoring-edits", "concurrency_limit": 1, "show_progress": "hidden"}
+NAME_KEY = "lora-workbench-annotator"  # the annotator's name, remembered by the browser
 
 SHORTCUTS = [("N", "next step", "auth-next"), ("P", "previous step", "auth-prev"), ("S", "save (mark done)", "auth-save"),
              ("W", "mark wrong", "auth-wrong"), ("U", "undo", "auth-undo"), ("R", "redo", "auth-redo")]
@@ -61,16 +66,26 @@ CSS = """
 .auth-ok { color: #080; font-weight: bold; }
 .auth-share-low { color: #c60; font-weight: bold; }
 .auth-share-ok { color: #080; font-weight: bold; }
-.auth-progress { border-collapse: collapse; font-size: 0.85em; width: 100%; }
-.auth-progress td, .auth-progress th { border: 1px solid var(--border-color-primary); padding: 2px 6px; }
-.auth-bar { background: #ddd; height: 8px; width: 80px; display: inline-block; }
+.auth-table-wrap { max-width: 100%; overflow-x: hidden; }
+.auth-progress { border-collapse: collapse; font-size: 0.85em; width: 100%; table-layout: fixed; }
+.auth-progress td, .auth-progress th { border: 1px solid var(--border-color-primary); padding: 2px 5px;
+                                       overflow-wrap: anywhere; vertical-align: top; }
+.auth-progress .auth-time { white-space: nowrap; }
+.auth-states tr.auth-here td { background: var(--color-accent-soft); font-weight: bold; }
+.auth-states td[data-field="status"] { white-space: nowrap; }
+.auth-bar { background: #ddd; height: 8px; width: 3.2em; display: inline-block; }
 .auth-bar > span { background: #2a7; height: 8px; display: block; }
 .auth-keys kbd { border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em; }
-"""
+#auth-after-upload { min-height: 0; }
+#auth-recovery-buttons { flex-wrap: wrap; gap: 6px; margin-top: 6px; position: relative; z-index: 1; }
+/* toasts at the bottom left, narrow, so they never cover the editors on the right */
+.toast-wrap { top: auto !important; bottom: 12px !important; left: 12px !important; right: auto !important;
+              align-items: flex-start !important; width: min(340px, 28vw) !important; max-height: 45vh; overflow: hidden; }
+""" + CANVAS_CSS + REVIEW_CSS
 
 
 def render_cache(ctx) -> Path:
-    """Marker images and thumbnails live in the system temp folder, which gradio serves from."""
+    """Thumbnails and the session's pictures live in the system temp folder."""
     digest = hashlib.sha1(str(ctx.workspace).encode()).hexdigest()[:12]
     folder = Path(tempfile.gettempdir()) / "lora-authoring" / digest
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,49 +95,21 @@ def render_cache(ctx) -> Path:
 def shortcut_legend() -> str:
     keys = " · ".join(f"<kbd>{key}</kbd> {what}" for key, what, _ in SHORTCUTS)
     return (f'<div class="auth-keys" id="auth-shortcuts"><b>Shortcuts</b> (outside text fields; hold <kbd>Alt</kbd> '
-            f"inside them): {keys}</div>")
-
-
-def progress_table(store) -> str:
-    rows = []
-    for trajectory_id, info in store.progress().items():
-        share = info["finished"] / info["steps"] if info["steps"] else 0
-        rows.append(
-            f'<tr data-trajectory="{html.escape(trajectory_id)}"><td>{html.escape(trajectory_id)}</td>'
-            f'<td><span class="auth-bar"><span style="width:{share:.0%}"></span></span> {info["finished"]}/{info["steps"]}</td>'
-            f'<td>{info["corrections"]}</td><td>{info["seconds"] / 60:.1f} min</td></tr>')
-    return ('<table class="auth-progress" id="auth-progress"><thead><tr><th>trajectory</th><th>done</th>'
-            f'<th>corr.</th><th>time</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
-
-
-def share_line(store) -> str:
-    steps, corrections = store.sample_counts()
-    total = steps + corrections
-    share = corrections / total if total else 0.0
-    low, high = SEED_SHARE
-    verdict = ("auth-share-ok", "within") if low <= share <= high else ("auth-share-low", "below" if share < low else "above")
-    return (f'<div id="auth-share">Correction samples: <b data-field="corrections">{corrections}</b> of '
-            f'{total} (<span class="{verdict[0]}" data-field="share">{share:.0%}</span>), {verdict[1]} the '
-            f"seed's {low:.0%}–{high:.0%} guidance.</div>")
-
-
-def problems_html(problems) -> str:
-    if not problems:
-        return '<div id="auth-problems" class="auth-ok">All checks pass for this step and its corrections.</div>'
-    items = "".join(f'<li data-check="{p.check}"><b>{html.escape(p.record)}</b>: {html.escape(p.message)}</li>'
-                    for p in problems)
-    return f'<div id="auth-problems"><ul class="auth-problems">{items}</ul></div>'
+            f"inside them): {keys} · on the screenshot: <kbd>+</kbd> <kbd>−</kbd> zoom, <kbd>0</kbd> fit, "
+            f"<kbd>1</kbd> 1:1, wheel zoom, drag to pan</div>")
 
 
 def build(ctx, blocks: gr.Blocks) -> None:
     """The Authoring tab."""
     cache = render_cache(ctx)
+    memory = SessionMemory()
     state = gr.State(None)
     shown = gr.Textbox(visible=False, elem_id="auth-shown")  # which record the editors show (see showing())
 
     with gr.Column(elem_id="auth-root"):
-        gr.Markdown("Click on the screenshot to set the action's point (two clicks for swipe and drag). Every edit "
-                    "is saved at once. Mark a step wrong to author an error → correction pair.")
+        gr.Markdown("Click on the screenshot to set the action's point (two clicks for swipe and drag), or switch "
+                    "the clicks to the target box. Every edit is saved at once. Mark a step wrong to author an "
+                    "error → correction pair.")
         gr.HTML(shortcut_legend())
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
@@ -130,15 +117,21 @@ def build(ctx, blocks: gr.Blocks) -> None:
                 trajectory = gr.Dropdown([], label="Trajectory", elem_id="auth-trajectory")
                 progress = gr.HTML(elem_id="auth-progress-box")
                 share = gr.HTML(elem_id="auth-share-box")
-                gr.Markdown("**Previous steps**")
+                gr.Markdown("**Steps and their state**")
+                states = gr.HTML(elem_id="auth-states-box")
                 history = gr.Gallery(label="Previous steps", columns=3, height=260, elem_id="auth-history",
                                      allow_preview=True, show_label=False)
             with gr.Column(scale=2, min_width=420):
                 header = gr.Markdown(elem_id="auth-header")
                 editing = gr.Radio([STEP], value=STEP, label="Clicks and editors change", elem_id="auth-editing")
-                screenshot = gr.Image(label="Screenshot (click to set the point)", type="filepath", format="png",
-                                      interactive=False, height=720, elem_id="auth-screenshot")
+                canvas = zoom_canvas("auth", "min(720px, calc(100vh - 120px))", "auth-screenshot")
                 coordinate = gr.Markdown(elem_id="auth-coord")
+                tool = gr.Radio(TOOLS, value="point", label="Clicks on the screenshot set", elem_id="auth-tool")
+                with gr.Row():
+                    target_element = gr.Dropdown([], label="Target: a known element", elem_id="auth-target-element")
+                    target_box = gr.Textbox(label="Target box x1, y1, x2, y2 (px)", placeholder="e.g. 40, 610, 1040, 760",
+                                            elem_id="auth-target-box")
+                    clear_box = gr.Button("Clear box", size="sm", elem_id="auth-clear-box", scale=0, min_width=90)
                 with gr.Row():
                     previous = gr.Button("◀ Previous", elem_id="auth-prev", size="sm")
                     following = gr.Button("Next ▶", elem_id="auth-next", size="sm")
@@ -153,7 +146,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
                     direction = gr.Dropdown(list(SWIPE_DIRECTIONS), label="Swipe direction", elem_id="auth-direction")
                     finish = gr.Dropdown(["success", "fail"], label="Terminate status", elem_id="auth-finish")
                 thinking = gr.Textbox(label="Thinking", lines=5, elem_id="auth-thinking")
-                status = gr.Dropdown(list(STATUSES), label="Record status", elem_id="auth-status")
+                status = gr.Dropdown(list(STATUSES), label="Status", elem_id="auth-status")
                 problems = gr.HTML(elem_id="auth-problems-box")
                 with gr.Group():
                     gr.Markdown("**Error → correction**")
@@ -163,12 +156,12 @@ def build(ctx, blocks: gr.Blocks) -> None:
                         wrong = gr.Button("Mark wrong", variant="stop", elem_id="auth-wrong")
                     correction = gr.Dropdown([], label="Correction of this step", elem_id="auth-correction")
                     after = gr.Dropdown([], label="Screenshot after the error (recovery 1)", elem_id="auth-after")
-                    after_upload = gr.File(label="…or upload it", file_types=["image"], type="filepath",
-                                           elem_id="auth-after-upload", height=90)
-                    with gr.Row():
-                        add_step = gr.Button("Add recovery step", size="sm", elem_id="auth-add-recovery")
-                        drop_step = gr.Button("Remove last recovery step", size="sm", elem_id="auth-drop-recovery")
-                        delete = gr.Button("Delete correction", size="sm", elem_id="auth-delete-correction")
+                    after_upload = gr.Image(label="…or upload or paste it", sources=["upload", "clipboard"],
+                                            type="filepath", height=150, elem_id="auth-after-upload")
+                with gr.Row(elem_id="auth-recovery-buttons"):
+                    add_step = gr.Button("Add recovery step", size="sm", elem_id="auth-add-recovery")
+                    drop_step = gr.Button("Remove last recovery step", size="sm", elem_id="auth-drop-recovery")
+                    delete = gr.Button("Delete correction", size="sm", elem_id="auth-delete-correction")
         with gr.Accordion("Validate and export the dataset", open=False, elem_id="auth-export-box"):
             with gr.Row():
                 export_format = gr.Dropdown(list(FORMATS), value="mai-ui", label="Format", elem_id="auth-export-format")
@@ -193,12 +186,23 @@ def build(ctx, blocks: gr.Blocks) -> None:
                 import_max_dim = gr.Number(0, precision=0, label="max_dim of abs-resized source")
             import_button = gr.Button("Import (all or nothing)")
             import_summary = gr.Markdown()
+        team = build_review_section(ctx, annotator, trajectory)
 
-    view_outputs = [shown, trajectory, progress, share, header, editing, screenshot, coordinate, kind, text, button, direction,
-                    finish, thinking, status, problems, correction, after, history]
 
-    def render(session: AnnotatorSession | None):
-        return render_view(ctx.store, cache, session, len(view_outputs))
+    view_outputs = [shown, trajectory, progress, share, header, editing, canvas, coordinate, kind, text, button,
+                    direction, finish, thinking, status, problems, correction, after, history, states, target_element,
+                    target_box]
+    assert len(view_outputs) == len(VIEW_FIELDS)
+    urls = FileURLs(canvas)
+
+    def render(session: AnnotatorSession | None, sent_anyway=()):
+        """The view; what the browser already shows is not sent again, except `sent_anyway` (the edited field)."""
+        if session is None:
+            return render_view(ctx.store, cache, session, len(view_outputs))
+        tool_now = memory.of(session.session_id).get("tool", "point")
+        values = render_view(ctx.store, cache, session, len(view_outputs), urls, memory, tool_now)
+        return [value if name in sent_anyway or memory.changed(session.session_id, f"sent:{name}", repr(value))
+                else gr.update() for name, value in zip(VIEW_FIELDS, values)]
 
     def tell(notes=(), warnings=()):
         for note in notes:
@@ -206,8 +210,9 @@ def build(ctx, blocks: gr.Blocks) -> None:
         for warning in warnings:
             gr.Warning(warning)
 
-    def guarded(work):
-        """Run an edit; a user-caused error becomes a warning, the view is redrawn from the store."""
+    def guarded(work, edits=()):
+        """Run an edit; a user-caused error becomes a warning, the view is redrawn from the store. `edits`: the
+        fields the user changed, always sent back (a refused edit shows the stored value again)."""
         def handler(session, *args):
             if session is None or session.trajectory_id is None:
                 gr.Warning("Pick a trajectory first.")
@@ -222,11 +227,12 @@ def build(ctx, blocks: gr.Blocks) -> None:
                 gr.Warning(str(error))
             except (sqlite3.Error, OSError) as error:  # nothing saved is lost: the edit was one transaction
                 gr.Warning(f"The edit could not be saved ({error}); it was not applied. Try again in a moment.")
-            return [session, *render(session)]
+            return [session, *render(session, edits)]
         return handler
 
     def start(typed_name, request: gr.Request):
         session = AnnotatorSession(annotator=ctx.annotator_name(request, typed_name))
+        memory.of(session.session_id).clear()
         store = ctx.store
         trajectories = store.trajectories()
         if trajectories:
@@ -239,31 +245,42 @@ def build(ctx, blocks: gr.Blocks) -> None:
             session.annotator = ctx.annotator_name(request, typed_name)
         return session
 
-    def pick_trajectory(session, trajectory_id):
-        session.open(ctx.store, trajectory_id)
+    def on_canvas(session, evt: gr.EventData):
+        data = evt._data if isinstance(evt._data, dict) else {}
 
-    def on_click(session, evt: gr.SelectData):
-        x, y = evt.index  # pixels of the served image, which is the original screenshot
-        return guarded(lambda s: s.click(ctx.store, x, y))(session)
+        def work(s):
+            remembered = memory.of(s.session_id)
+            try:
+                remembered["seq"] = max(int(data.get("seq") or 0), remembered.get("seq", 0))
+            except (TypeError, ValueError):
+                pass
+            key = data.get("key") if isinstance(data.get("key"), str) and data.get("key") else None
+            with s.showing(key):  # the click lands on what the canvas showed, even if the view moved on
+                if data.get("kind") == "box":
+                    return s.set_target_box(ctx.store, click_box(data))
+                return s.click(ctx.store, *click_point(data))
+        return guarded(work)(session)
+
+    def choose_tool(session, value):
+        memory.of(session.session_id)["tool"] = "box" if value == "box" else "point"
 
     def set_field(name):
         def work(session, value):
             if name == "kind":
                 return session.set_kind(ctx.store, value)
-            if name == "status":  # the record's status
+            if name == "status":  # the status of the part being edited
                 return session.set_status(ctx.store, value)
             if name == "status_of_terminate":
                 return session.set_fields(ctx.store, status=value)
             return session.set_fields(ctx.store, **{name: value})
         return work
 
-    def save_done(session, text_value, thinking_value, key):
+    def type_box(session, value, key):
+        value = (value or "").strip()
+        if value == memory.of(session.session_id).get("box_text", ""):
+            return []  # unchanged: a blur saves nothing
         with session.showing(key):
-            warnings = session.set_fields(ctx.store, text=text_value, thinking=thinking_value)
-            if warnings:
-                return warnings
-            warnings = session.set_status(ctx.store, "done")
-        return ([] if warnings else ["Saved and marked done."]), warnings
+            return session.clear_target(ctx.store) if not value else session.set_target_box(ctx.store, value)
 
     def mark_wrong(session, proposal_value):
         return session.mark_wrong(ctx.store, None if proposal_value == CLICK_IT_MYSELF else proposal_value)
@@ -273,23 +290,32 @@ def build(ctx, blocks: gr.Blocks) -> None:
             return []
         image = open_screenshot(Path(path))  # refuses damaged, forged and oversized images with a sentence
         stored = ctx.store.add_image_file(Path(path), *image.size)
-        return session.set_after_image(ctx.store, stored)
+        return session.set_recovery_image(ctx.store, stored)
 
     session_and_view = [state, *view_outputs]
-    blocks.load(start, [annotator], [state, annotator, *view_outputs])
-    annotator.blur(rename, [state, annotator], state)
-    trajectory.input(guarded(pick_trajectory), [state, trajectory], session_and_view, **SERIAL)
-    screenshot.select(on_click, [state], session_and_view, **SERIAL)
+    team.on_open(guarded(lambda s, trajectory_id: s.open(ctx.store, trajectory_id)), [state], session_and_view, **SERIAL)
+    team.on_change(lambda s, trajectory_id: [s, *render(s)], [state], session_and_view, **SERIAL)
+    blocks.load(start, [annotator], [state, annotator, *view_outputs],
+                js=f"(name) => [localStorage.getItem('{NAME_KEY}') || name || '']")
+    annotator.blur(rename, [state, annotator], state).then(
+        None, [annotator], None, js=f"(name) => {{ localStorage.setItem('{NAME_KEY}', name || ''); }}")
+    trajectory.input(guarded(lambda s, value: s.open(ctx.store, value), ("trajectory",)), [state, trajectory],
+                     session_and_view, **SERIAL)
+    canvas.click(on_canvas, [state], session_and_view, trigger_mode="multiple", **SERIAL)  # no click is dropped
+    tool.input(guarded(choose_tool), [state, tool], session_and_view, **SERIAL)
     previous.click(guarded(lambda s: s.move(ctx.store, -1)), [state], session_and_view, **SERIAL)
     following.click(guarded(lambda s: s.move(ctx.store, +1)), [state], session_and_view, **SERIAL)
-    save.click(guarded(save_done), [state, text, thinking, shown], session_and_view, **SERIAL)
+    save.click(guarded(lambda s, t, th, key: s.save_done(ctx.store, t, th, key)), [state, text, thinking, shown],
+               session_and_view, **SERIAL)
     undo.click(guarded(lambda s: s.undo(ctx.store)), [state], session_and_view, **SERIAL)
     redo.click(guarded(lambda s: s.undo(ctx.store, redo=True)), [state], session_and_view, **SERIAL)
-    editing.input(guarded(lambda s, value: s.choose_editing(value)), [state, editing], session_and_view, **SERIAL)
-    for component, work in ((kind, set_field("kind")), (button, set_field("button")),
-                            (direction, set_field("direction")), (finish, set_field("status_of_terminate")),
-                            (status, set_field("status"))):
-        component.input(guarded(work), [state, component], session_and_view, **SERIAL)
+    editing.input(guarded(lambda s, value: s.choose_editing(value), ("editing",)), [state, editing], session_and_view,
+                  **SERIAL)
+    for component, name in ((kind, "kind"), (button, "button"), (direction, "direction"),
+                            (finish, "status_of_terminate"), (status, "status")):
+        component.input(guarded(set_field(name), edits=(name if name != "status_of_terminate" else "finish",)),
+                        [state, component], session_and_view, **SERIAL)
+
     def typed(name):
         def work(session, value, key):
             with session.showing(key):
@@ -297,14 +323,21 @@ def build(ctx, blocks: gr.Blocks) -> None:
         return work
 
     for component, name in ((text, "text"), (thinking, "thinking")):
-        component.blur(guarded(typed(name)), [state, component, shown], session_and_view, **SERIAL)
+        component.blur(guarded(typed(name), (name,)), [state, component, shown], session_and_view, **SERIAL)
         if name == "text":
-            component.submit(guarded(typed(name)), [state, component, shown], session_and_view, **SERIAL)
+            component.submit(guarded(typed(name), (name,)), [state, component, shown], session_and_view, **SERIAL)
+    for event in (target_box.submit, target_box.blur):
+        event(guarded(type_box, ("target_box",)), [state, target_box, shown], session_and_view, **SERIAL)
+    target_element.input(guarded(lambda s, label: s.pick_target_element(ctx.store, label), ("target_element",)),
+                         [state, target_element], session_and_view, **SERIAL)
+    clear_box.click(guarded(lambda s: s.clear_target(ctx.store)), [state], session_and_view, **SERIAL)
     wrong.click(guarded(mark_wrong), [state, proposal], session_and_view, **SERIAL)
-    correction.input(guarded(lambda s, value: s.choose_correction(ctx.store, value)), [state, correction],
-                     session_and_view, **SERIAL)
-    after.input(guarded(lambda s, value: s.set_after_image(ctx.store, value)), [state, after], session_and_view, **SERIAL)
-    after_upload.upload(guarded(upload_after), [state, after_upload], session_and_view, **SERIAL)
+    correction.input(guarded(lambda s, value: s.choose_correction(ctx.store, value), ("correction",)),
+                     [state, correction], session_and_view, **SERIAL)
+    after.input(guarded(lambda s, value: s.set_recovery_image(ctx.store, value), ("after",)), [state, after],
+                session_and_view, **SERIAL)
+    after_upload.upload(guarded(upload_after), [state, after_upload], session_and_view, **SERIAL).then(
+        lambda: None, None, after_upload)
     add_step.click(guarded(lambda s: s.add_recovery(ctx.store)), [state], session_and_view, **SERIAL)
     drop_step.click(guarded(lambda s: s.remove_recovery(ctx.store)), [state], session_and_view, **SERIAL)
     delete.click(guarded(lambda s: s.delete_correction(ctx.store)), [state], session_and_view, **SERIAL)
@@ -384,54 +417,6 @@ def build(ctx, blocks: gr.Blocks) -> None:
                         [export_summary, export_file])
     import_button.click(run_import, [state, import_file, import_format, import_coords, import_max_dim],
                         [state, import_summary, *view_outputs])
-
-
-def render_view(store, cache: Path, session: AnnotatorSession | None, count: int) -> list:
-    """Every component of the step view, in the order of build()'s view_outputs."""
-    if session is None or session.trajectory_id is None:
-        return [gr.update()] * count
-    view = session.view(store, cache)
-    progress_info = store.progress()
-    choices = [(f"{t} · {p['finished']}/{p['steps']} done · {p['corrections']} corr.", t)
-               for t, p in progress_info.items()]
-    action = Action.from_dict(view.action)
-    correction_choices = [(f"correction {c.id}: {Action.from_dict(c.wrong_action).describe()} → "
-                           f"{len(c.recovery)} recovery step(s)", c.id) for c in view.corrections]
-    steps = store.steps(view.trajectory_id)
-    after_choices, seen = [], set()
-    for label, path in [("the step's own screenshot", steps[view.position].image)] + \
-            [(f"step {s.number}'s screenshot", s.image) for s in steps]:
-        if path not in seen:
-            seen.add(path)
-            after_choices.append((label, path))
-    current = next((c for c in view.corrections if c.id == view.correction_id), None)
-    after_value = current.after_image if current else None
-    if after_value and after_value not in seen:
-        after_choices.append(("uploaded screenshot", after_value))
-    header_text = (f"**{html.escape(view.trajectory_id)}** — {html.escape(view.task)}  \n"
-                   f"Step **{view.position + 1}** of {view.step_count} · editing **{view.editing}** · "
-                   f"{view.width}×{view.height} px")
-    return [
-        view.key,
-        gr.update(choices=choices, value=view.trajectory_id),
-        progress_table(store),
-        share_line(store),
-        header_text,
-        gr.update(choices=view.editing_choices, value=view.editing),
-        str(view.image),
-        view.coordinate_text,
-        action.kind,
-        action.text,
-        action.button,
-        action.direction,
-        action.status,
-        view.thinking,
-        view.status,
-        problems_html(view.problems),
-        gr.update(choices=correction_choices, value=view.correction_id),
-        gr.update(choices=after_choices, value=after_value),
-        [(str(path), caption) for path, caption in view.history],
-    ]
 
 
 def unpack(path: Path, workdir: Path, **limits) -> Path:

@@ -18,17 +18,19 @@ from lora_core.analysis.resolution import (
     TEXT_READABLE_PX,
     NamedSetting,
     analyse,
-    mark_original,
     lab_settings,
     preset_settings,
-    render_model_view,
     targets_under_one_cell,
     tokens_per_setting,
 )
+from ui.canvas import CANVAS_CSS, FileURLs, click_box, click_point, canvas_value, zoom_canvas
+from ui.lab_view import LAB_CSS, ModelViewFiles, report_table, views_html
 
 MAX_VIEWS = 6
 DEFAULT_PRESETS = ["max520", "max768", "max1024"]
-CLICK_MODES = ["element corners (2 clicks)", "click point"]
+CLICK_MODES = ["element corners (2 clicks or a drag)", "click point"]
+NO_ELEMENTS = "An uploaded screenshot carries no element boxes: click two corners (or drag) to mark one."
+CSS = CANVAS_CSS + LAB_CSS
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Screenshot:
     text_height: float | None = None
     corner: tuple | None = None
     point: tuple | None = None
+    seq: int = 0  # the last canvas click applied, echoed to the canvas
 
 
 @lru_cache(maxsize=8)
@@ -110,59 +113,6 @@ def chosen_settings(model_settings, presets, use_custom, custom_max_dim, custom_
     return chosen[:MAX_VIEWS]
 
 
-def fmt(value: float, digits: int = 1) -> str:
-    return f"{value:,.{digits}f}"
-
-
-def report_table(shot: Screenshot, reports, max_length: int) -> str:
-    """The numbers for every setting, as an HTML table (data-* attributes for scripts and tests)."""
-    head = ["setting", "resized (W×H)", "scale", "grid (t,h,w)", "visual tokens", f"share of {max_length:,}",
-            "token cell on original", "click worst case"]
-    if shot.box:
-        head += ["element resized", "element in token cells", "element verdict"]
-        if shot.text_height:
-            head += ["text height resized", "text"]
-    if shot.point:
-        head += ["point's cell (row, col)", "error to cell centre"]
-    rows = []
-    for report in reports:
-        label = html.escape(report.setting.label)
-        if report.error:
-            rows.append(f'<tr data-setting="{report.setting.key}"><td>{label}</td><td colspan="{len(head) - 1}">'
-                        f"refused: {html.escape(report.error)}</td></tr>")
-            continue
-        g = report.geometry
-        cell_w, cell_h = g.token_cell_on_original
-        worst = report.click or None
-        wx, wy = (worst.worst_error if worst else (cell_w / 2, cell_h / 2))
-        cells = [
-            label,
-            f"{g.resized_width}×{g.resized_height}",
-            f"{g.scale_x:.3f}×{g.scale_y:.3f}",
-            ", ".join(map(str, g.grid_thw)),
-            f'<b data-field="visual_tokens">{g.visual_tokens:,}</b>',
-            f"{report.share_of_max_length:.1%}",
-            f"{fmt(cell_w)}×{fmt(cell_h)} px",
-            f"±{fmt(wx)} / ±{fmt(wy)} px",
-        ]
-        if shot.box:
-            e = report.element
-            cells += [
-                f"{fmt(e.resized_width)}×{fmt(e.resized_height)} px",
-                f'<span data-field="cells">{e.cells_wide:.2f}×{e.cells_high:.2f} = {e.cells:.2f}</span>',
-                f'<span class="verdict-{e.verdict}" data-field="verdict">{e.verdict}</span>',
-            ]
-            if shot.text_height:
-                cells += [f"{fmt(e.text_height)} px",
-                          f'<span class="verdict-{e.text_verdict}" data-field="text">{e.text_verdict}</span>']
-        if shot.point:
-            c = report.click
-            cells += [f"({c.cell_row}, {c.cell_col})", f"{fmt(c.centre_error)} px"]
-        rows.append(f'<tr data-setting="{report.setting.key}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    return f'<table class="lab-table" id="lab-numbers"><thead><tr>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
-
-
 EXPLANATION = f"""
 <div class="lab-notes">
 <b>How to read this.</b> One visual token covers a 32×32 px cell of the resized image (patch 16 × merge 2 for Qwen3-VL;
@@ -190,8 +140,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
             demo_choice = gr.Dropdown(demo_names, value=first_demo, label="Demo screenshot", elem_id="lab-demo")
             upload = gr.File(label="…or upload your screenshot (PNG/JPEG)", file_types=["image"], type="filepath",
                              elem_id="lab-upload")
-            original = gr.Image(label="Screenshot (click to mark)", type="pil", format="png", interactive=False,
-                                elem_id="lab-original", height=620)
+            original = zoom_canvas("lab", "min(620px, calc(100vh - 140px))", "lab-original")
             click_mode = gr.Radio(CLICK_MODES, value=CLICK_MODES[0], label="Clicks mark", elem_id="lab-click-mode")
             element_choice = gr.Dropdown([], label="…or pick a demo element", elem_id="lab-element")
             is_text = gr.Checkbox(False, label="The marked element is text (judge readability by its height)",
@@ -214,10 +163,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
                 show_tokens = gr.Checkbox(True, label="32 px token grid")
             status = gr.Markdown(elem_id="lab-status")
             table = gr.HTML(elem_id="lab-table")
-            with gr.Row():
-                views = [gr.Image(label=f"view {i + 1}", type="pil", format="png", interactive=False, visible=i < 3,
-                                  elem_id=f"lab-view-{i}", height=620)
-                         for i in range(MAX_VIEWS)]
+            views = gr.HTML(elem_id="lab-views-box")
             gr.HTML(EXPLANATION)
     with gr.Accordion("Dataset view: visual tokens per setting over many screenshots", open=False):
         with gr.Row():
@@ -232,49 +178,63 @@ def build(ctx, blocks: gr.Blocks) -> None:
 
     bar = ctx.recipe_bar
     setting_inputs = [presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches, show_tokens,
-                      *(bar.inputs if bar is not None else [])]
+                      click_mode, *(bar.inputs if bar is not None else [])]
 
     def refresh(shot: Screenshot | None, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
-                show_patches, show_tokens, recipe=None, recipe_options=None):
+                show_patches, show_tokens, mode, recipe=None, recipe_options=None):
         return render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length,
-                          show_patches, show_tokens, recipe, recipe_options)
+                          show_patches, show_tokens, recipe, recipe_options, urls, view_files,
+                          tool="point" if mode == CLICK_MODES[1] else "box")
 
-    outputs = [original, table, status, *views]
+    outputs = [original, table, status, views]
+    urls = FileURLs(original)
+    view_files = ModelViewFiles(urls)
 
     if bar is not None:
         bar.on_change(refresh, [shot_state, *setting_inputs], outputs)
 
-    def pick_demo(name):
+    def pick_demo(name, current=None):
+        if not name:
+            return current, gr.update()
         shot = demo_screenshot(ctx, name)
-        return shot, gr.update(choices=sorted(shot.elements), value=None)
+        return shot, gr.update(choices=sorted(shot.elements), value=None, info=None)
 
     def pick_upload(path, current):
         if not path:
-            return current, gr.update()
+            return current, gr.update(), gr.update()
         try:
             shot, notes = uploaded_screenshot(path, ctx.model_info().settings)
         except ImageInputError as error:
             gr.Warning(str(error))
-            return current, gr.update()
+            return current, gr.update(), gr.update()
         for note in notes:
             gr.Info(note)
-        return shot, gr.update(choices=[], value=None)
+        return shot, gr.update(choices=[], value=None, info=NO_ELEMENTS), gr.update(value=None)
 
-    def on_click(shot: Screenshot | None, mode, text_flag, evt: gr.SelectData):
+    def on_click(shot: Screenshot | None, text_flag, evt: gr.EventData):
+        """A point or a finished box from the canvas, in abs-original pixels."""
+        data = evt._data if isinstance(evt._data, dict) else {}
         if shot is None:
             return shot
-        x, y = (min(max(float(v), 0), limit) for v, limit in zip(evt.index, (shot.width, shot.height)))
-        if mode == CLICK_MODES[1]:
-            shot.point = (x, y)
-        elif shot.corner is None:
-            shot.corner = (x, y)
-        else:
-            (x0, y0), shot.corner = shot.corner, None
-            if abs(x - x0) < 1 or abs(y - y0) < 1:
-                gr.Warning("The two corners must differ in both x and y; click the opposite corner of the element.")
+        try:
+            shot.seq = max(shot.seq, int(data.get("seq") or 0))
+        except (TypeError, ValueError):
+            pass
+        try:
+            if data.get("kind") == "box":
+                x0, y0, x1, y1 = click_box(data)
+                clamp = lambda v, limit: min(max(v, 0.0), float(limit))  # noqa: E731
+                box = (clamp(min(x0, x1), shot.width), clamp(min(y0, y1), shot.height),
+                       clamp(max(x0, x1), shot.width), clamp(max(y0, y1), shot.height))
+                if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                    raise ValueError("The two corners must differ in both x and y; mark the opposite corner.")
+                shot.box, shot.corner = box, None
+                shot.text_height = (box[3] - box[1]) if text_flag else None
             else:
-                shot.box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
-                shot.text_height = (shot.box[3] - shot.box[1]) if text_flag else None
+                x, y = click_point(data)
+                shot.point = (min(max(x, 0.0), shot.width - 1.0), min(max(y, 0.0), shot.height - 1.0))
+        except ValueError as error:
+            gr.Warning(str(error))
         return shot
 
     def pick_element(shot: Screenshot | None, label):
@@ -295,12 +255,13 @@ def build(ctx, blocks: gr.Blocks) -> None:
             shot.box = shot.corner = shot.point = shot.text_height = None
         return shot
 
-    demo_choice.change(pick_demo, demo_choice, [shot_state, element_choice]).then(
+    demo_choice.input(pick_demo, [demo_choice, shot_state], [shot_state, element_choice]).then(
         refresh, [shot_state, *setting_inputs], outputs)
-    upload.upload(pick_upload, [upload, shot_state], [shot_state, element_choice]).then(
+    upload.upload(pick_upload, [upload, shot_state], [shot_state, element_choice, demo_choice]).then(
         refresh, [shot_state, *setting_inputs], outputs)
-    original.select(on_click, [shot_state, click_mode, is_text], shot_state).then(
-        refresh, [shot_state, *setting_inputs], outputs)
+    original.click(on_click, [shot_state, is_text], shot_state, trigger_mode="multiple", show_progress="hidden").then(
+        refresh, [shot_state, *setting_inputs], outputs, show_progress="hidden")  # the canvas shows the mark at once
+
     element_choice.input(pick_element, [shot_state, element_choice], [shot_state, is_text]).then(
         refresh, [shot_state, *setting_inputs], outputs)
     is_text.input(set_text, [shot_state, is_text], shot_state).then(refresh, [shot_state, *setting_inputs], outputs)
@@ -347,43 +308,32 @@ def report_api(ctx):
 
 
 def render_lab(ctx, shot, presets, use_custom, custom_max_dim, custom_min, custom_max, max_length, show_patches,
-               show_tokens, recipe=None, recipe_options=None):
-    """Everything the Lab shows for one screenshot: marked original, numbers table, status, model views."""
-    blank_views = [gr.update(value=None, visible=i < 3) for i in range(MAX_VIEWS)]
+               show_tokens, recipe=None, recipe_options=None, urls=None, view_files=None, tool="box"):
+    """Everything the Lab shows for one screenshot: the canvas, numbers table, status, model views."""
     if shot is None:
-        return None, "", "Pick a demo screenshot or upload one.", *blank_views
+        return gr.update(), "", "Pick a demo screenshot or upload one.", ""
     try:
         encoder = ctx.encoder()
         settings = chosen_settings(encoder.checkpoint_settings, presets, use_custom, custom_max_dim, custom_min,
                                    custom_max, recipe, recipe_options)
     except (RuntimeError, ValueError) as error:
-        return gr.update(), "", f"⚠️ {error}", *blank_views
+        return gr.update(), "", f"⚠️ {error}", ""
+    canvas = canvas_value("lab", urls.url(shot.path) if urls else shot.path, shot.width, shot.height,
+                          marks=[{"role": "point", "x": shot.point[0], "y": shot.point[1]}] if shot.point else [],
+                          box=shot.box, box_role="box", tool=tool, role="point", key=shot.path, seq=shot.seq)
     if not settings:
-        return gr.update(), "", "Tick at least one setting to compare.", *blank_views
-    image = screenshot_image(shot)
+        return canvas, "", "Tick at least one setting to compare.", ""
     length = int(max_length) if max_length and max_length > 0 else DEFAULT_MAX_LENGTH
     reports = analyse(shot.width, shot.height, settings, length, shot.box, shot.text_height, shot.point)
-    view_updates = []
-    for i in range(MAX_VIEWS):
-        if i < len(reports) and reports[i].geometry is not None:
-            g = reports[i].geometry
-            picture = render_model_view(model_view(encoder, shot, g), g, show_patches=show_patches,
-                                        show_tokens=show_tokens, box=shot.box, point=shot.point)
-            view_updates.append(gr.update(
-                value=picture, visible=True,
-                label=f"{reports[i].setting.label}: {g.resized_width}×{g.resized_height}, {g.visual_tokens:,} tokens"))
-        else:
-            view_updates.append(gr.update(value=None, visible=i < len(reports)))
     status = f"**{html.escape(shot.name)}** — {shot.width}×{shot.height} px"
-    if shot.corner:
-        status += " · first corner set, click the opposite corner"
-    elif shot.box:
+    if shot.box:
         x0, y0, x1, y1 = shot.box
         status += f" · element {x1 - x0:.0f}×{y1 - y0:.0f} px at ({x0:.0f}, {y0:.0f})"
     if shot.point:
         status += f" · click point ({shot.point[0]:.0f}, {shot.point[1]:.0f})"
-    marked = mark_original(image, shot.box, shot.corner, shot.point)
-    return marked, report_table(shot, reports, length), status, *view_updates
+    files = view_files or ModelViewFiles(FileURLs(gr.HTML(render=False)))
+    views = views_html(encoder, shot, reports, files, model_view, show_patches, show_tokens)
+    return canvas, report_table(shot, reports, length), status, views
 
 
 def analyse_dataset(ctx, files, small_key):

@@ -1,13 +1,12 @@
-"""The Authoring tab in a real browser: click a step's point, author a correction, export, read it back."""
+"""The Authoring tab in a real browser: click a step's point on the zoomable canvas, draw target boxes, save each
+step's own state, author a correction, export, read it back."""
 import json
 import re
 from pathlib import Path
 
-from tests.browser.test_lab_browser import click_image_pixel
+from tests.browser.test_lab_browser import canvas_point, choose_dropdown, click_canvas, wait_canvas
 
-
-STEP_GREEN = (0, 170, 60)
-WRONG_RED = (230, 20, 20)
+CANVAS = "#auth-screenshot .zc"
 
 
 def element_box(app_server, screen: str, label: str):
@@ -16,36 +15,37 @@ def element_box(app_server, screen: str, label: str):
     return next(e["box"] for e in shown["elements"] if e["label"] == label)
 
 
-def wait_pixel(page, elem_id: str, x: int, y: int, colour) -> None:
-    """Wait until the displayed image file has `colour` at (x, y), read through a canvas once it has loaded."""
-    page.wait_for_function(
-        """([id, x, y, want]) => { const img = document.querySelector(`#${id} img`);
-            if (!img || !img.complete || !img.naturalWidth) return false;
-            const canvas = document.createElement('canvas'); canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
-            const g = canvas.getContext('2d'); g.drawImage(img, 0, 0);
-            const got = Array.from(g.getImageData(x, y, 1, 1).data).slice(0, 3);
-            return got.every((v, i) => v === want[i]); }""",
-        arg=[elem_id, x, y, list(colour)])
-
-
-def click_loaded_image(page, elem_id: str, x: float, y: float) -> None:
-    """click_image_pixel once the image has loaded (its natural size is known only then)."""
-    page.wait_for_function("id => { const img = document.querySelector(`#${id} img`); "
-                           "return img && img.complete && img.naturalWidth > 0; }", arg=elem_id)
-    click_image_pixel(page, elem_id, x, y)
-
-
 def wait_text(page, selector: str, needle: str) -> None:
     page.wait_for_function("([s, n]) => { const e = document.querySelector(s); return e && e.innerText.includes(n); }",
                            arg=[selector, needle])
 
 
-def wait_changed(page, selector: str, before: str) -> None:
-    """Wait until the element's abs-original text differs from `before` (progress timers ignored)."""
-    page.wait_for_function(
-        """([s, b]) => { const e = document.querySelector(s); const pick = t => (t.match(/abs-original [^|]*/) || [''])[0];
-            return e && pick(e.innerText) !== '' && pick(e.innerText) !== pick(b) && !/\\d+\\.\\ds/.test(e.innerText); }""",
-        arg=[selector, before])
+def stored_point(page) -> tuple[int, int]:
+    return tuple(map(int, re.search(r"abs-original \((\d+), (\d+)\)", page.locator("#auth-coord").inner_text()).groups()))
+
+
+def click_and_wait_saved(page, x: int, y: int) -> tuple[int, int]:
+    """Click image pixel (x, y); returns the point the server saved once the coordinate line shows it."""
+    before = page.locator("#auth-coord").inner_text()
+    click_canvas(page, CANVAS, x, y)
+    page.wait_for_function("([s, b]) => { const root = document.querySelector(s), t = document.querySelector('#auth-coord').innerText;"
+                           " return Number(root.dataset.acked) >= Number(root.dataset.sent) && t !== b && /abs-original/.test(t); }",
+                           arg=[CANVAS, before])
+    return stored_point(page)
+
+
+def marks(page, role: str) -> list[tuple[int, int]]:
+    return [tuple(int(float(v)) for v in pair) for pair in page.evaluate(
+        "([s, r]) => [...document.querySelectorAll(`${s} .zc-mark[data-role='${r}']`)].map(m => [m.dataset.x, m.dataset.y])",
+        [CANVAS, role])]
+
+
+def state_of(page, step: int, part: str) -> str:
+    return page.locator(f'#auth-states tr[data-step="{step}"][data-part="{part}"]').first.get_attribute("data-status")
+
+
+def box_text(page) -> str:
+    return page.locator("#auth-target-box textarea, #auth-target-box input").first.input_value()
 
 
 def open_tab(page) -> None:
@@ -54,10 +54,17 @@ def open_tab(page) -> None:
     wait_text(page, "#auth-header", "Step 1")
 
 
-def choose_trajectory(page, trajectory_id: str) -> None:
+def choose_trajectory(page, trajectory_id: str, step: int = 1) -> None:
     page.click("#auth-trajectory input")
     page.get_by_role("option", name=re.compile(rf"^{trajectory_id} ")).click()
     wait_text(page, "#auth-header", trajectory_id)
+    for number in range(2, step + 1):
+        page.click("#auth-next")
+        wait_text(page, "#auth-header", f"Step {number} of")
+    page.wait_for_function("([s, t, p]) => { const key = (document.querySelector(s) || {dataset: {}}).dataset.key || '';"
+                           " const [shown, position] = key.split('|'); return shown === t && position === String(p); }",
+                           arg=[CANVAS, trajectory_id, step - 1])
+    wait_canvas(page, CANVAS)
 
 
 def test_author_a_correction_and_find_it_in_the_export(page, app_server, screenshot_path):
@@ -68,37 +75,34 @@ def test_author_a_correction_and_find_it_in_the_export(page, app_server, screens
     page.keyboard.press("n")  # the shortcut for the next step
     wait_text(page, "#auth-header", "Step 2 of 7")
 
-    # 1-3: click inside the Sales row, see the marker and the coordinate
+    # click inside the Sales row: the marker is drawn by the browser, the server saves the same pixel
     x0, y0, x1, y1 = element_box(app_server, "files_root", "row: Sales")
     x, y = x0 + 300, (y0 + y1) // 2 + 10
-    before = page.locator("#auth-coord").inner_text()
-    click_loaded_image(page, "auth-screenshot", x, y)
-    wait_changed(page, "#auth-coord", before)
-    shown = page.locator("#auth-coord").inner_text()
-    sx, sy = map(int, re.search(r"abs-original \((\d+), (\d+)\)", shown).groups())
-    assert abs(sx - x) <= 2 and abs(sy - y) <= 2
-    nx, ny = map(int, re.search(r"norm1000 \((\d+), (\d+)\)", shown).groups())
+    sx, sy = click_and_wait_saved(page, x, y)
+    scale = float(page.locator(CANVAS).get_attribute("data-scale"))
+    assert abs(sx - x) <= 1 / scale and abs(sy - y) <= 1 / scale  # within one screen pixel at the fitted zoom
+    nx, ny = map(int, re.search(r"norm1000 \((\d+), (\d+)\)", page.locator("#auth-coord").inner_text()).groups())
     assert (nx, ny) == (round(sx * 1000 / 1080), round(sy * 1000 / 2400))
-    wait_pixel(page, "auth-screenshot", sx, sy, STEP_GREEN)  # the marker's centre dot
+    assert marks(page, "step") == [(sx, sy)]
     wait_text(page, "#auth-problems-box", "All checks pass")
 
-    # 4: mark the step wrong, place the wrong tap on Marketing, keep the proposed recovery
-    page.locator("#auth-proposal input").click()
-    page.get_by_role("option", name="I will click it myself", exact=True).click()
+    # mark the step wrong, place the wrong tap on Marketing, give recovery 1 its screenshot
+    choose_dropdown(page, "auth-proposal", "I will click it myself")
     page.click("#auth-wrong")
     wait_text(page, "#auth-header", "editing wrong action")
     mx0, my0, mx1, my1 = element_box(app_server, "files_root", "row: Marketing")
-    before = page.locator("#auth-coord").inner_text()
-    click_loaded_image(page, "auth-screenshot", (mx0 + mx1) // 2, (my0 + my1) // 2)
-    wait_changed(page, "#auth-coord", before)
-    wrong_y = int(re.search(r"abs-original \(\d+, (\d+)\)", page.locator("#auth-coord").inner_text()).group(1))
+    wx, wy = click_and_wait_saved(page, (mx0 + mx1) // 2, (my0 + my1) // 2)
+    assert marks(page, "wrong") == [(wx, wy)] and marks(page, "step") == [(sx, sy)]  # the right point for comparison
+    wait_text(page, "#auth-problems-box", "no screenshot")  # recovery 1 asks for the screen after the error
+    choose_dropdown(page, "auth-after", "step 3's screenshot")
     thinking = page.locator("#auth-thinking textarea")
     thinking.fill("Marketing sits right under Sales and might hold the sales files, so I open Marketing.")
     thinking.press("Alt+s")  # the save shortcut works inside a text field
+    page.wait_for_function("() => { const r = document.querySelector('#auth-states tr.auth-here');"
+                           " return r && r.dataset.part === 'wrong action' && r.dataset.status === 'done'; }")
     wait_text(page, "#auth-problems-box", "All checks pass")
-    wait_pixel(page, "auth-screenshot", (mx0 + mx1) // 2, wrong_y, WRONG_RED)
 
-    # 5: export and find the correction in the JSONL
+    # export and find the correction in the JSONL
     page.get_by_text("Validate and export the dataset").click()
     page.locator("#auth-export-box input[aria-label='Validation share of trajectories']").fill("0")
     page.click("#auth-export")
@@ -112,7 +116,7 @@ def test_author_a_correction_and_find_it_in_the_export(page, app_server, screens
     first = next(r for r in mine if r["metadata"]["correction"]["recovery_index"] == 0)
     wrong_turns = [m for m in first["messages"] if m.get("loss") is False]
     assert len(wrong_turns) == 1
-    assert f'"coordinate": [{round((mx0 + mx1) / 2 * 1000 / 1080)}, ' in wrong_turns[0]["content"]
+    assert f'"coordinate": [{round(wx * 1000 / 1080)}, ' in wrong_turns[0]["content"]
     assert '"button": "back"' in first["messages"][-1]["content"]
     page.screenshot(path=str(screenshot_path("authoring.png")), full_page=True)
     for record in records:
@@ -120,3 +124,117 @@ def test_author_a_correction_and_find_it_in_the_export(page, app_server, screens
             for item in message["content"] if isinstance(message["content"], list) else []:
                 if item["type"] == "image":
                     assert (out / item["image"]).is_file()
+
+
+def test_zoom_then_click_at_one_to_one_saves_the_same_pixel(page):
+    open_tab(page)
+    choose_trajectory(page, "open_sales_folder", step=2)
+    fit = float(page.locator(CANVAS).get_attribute("data-scale"))
+    assert fit < 0.5  # a 1080×2400 screenshot fitted into the view: several image pixels per screen pixel
+    page.mouse.move(*canvas_point(page, CANVAS, 540, 1200))
+    for _ in range(3):
+        page.keyboard.press("+")
+    page.wait_for_function(f"f => parseFloat(document.querySelector('{CANVAS}').dataset.scale) > f * 1.9", arg=fit)
+    page.keyboard.press("1")
+    page.wait_for_function(f"document.querySelector('{CANVAS}').dataset.scale === '1.0000'")
+    page.evaluate(f"document.querySelector('{CANVAS}').zoomCanvas.centreOn(431, 1187)")
+    assert click_and_wait_saved(page, 431, 1187) == (431, 1187)
+    assert marks(page, "step") == [(431, 1187)]
+
+    # drag to pan at 1:1: the image moves with the pointer, and clicks still land on the pixel under them
+    before = page.evaluate(f"document.querySelector('{CANVAS}').zoomCanvas.offset")
+    start = canvas_point(page, CANVAS, 431, 1187)
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] - 60, start[1] - 40, steps=6)
+    page.mouse.up()
+    after = page.evaluate(f"document.querySelector('{CANVAS}').zoomCanvas.offset")
+    assert round(after[0] - before[0]) == -60 and round(after[1] - before[1]) == -40
+    assert stored_point(page) == (431, 1187)  # a drag is a pan, not a click
+    assert click_and_wait_saved(page, 470, 1215) == (470, 1215)
+
+    # wheel zoom beyond 1:1, then 0 fits again; the saved point is unchanged by zooming
+    page.mouse.move(*canvas_point(page, CANVAS, 470, 1215))
+    page.mouse.wheel(0, -400)
+    page.wait_for_function(f"parseFloat(document.querySelector('{CANVAS}').dataset.scale) > 1.2")
+    assert click_and_wait_saved(page, 475, 1220) == (475, 1220)
+    page.keyboard.press("0")
+    page.wait_for_function(f"f => Math.abs(parseFloat(document.querySelector('{CANVAS}').dataset.scale) - f) < 1e-3",
+                           arg=fit)
+
+
+def test_draw_pick_and_type_a_target_box(page, app_server):
+    open_tab(page)
+    choose_trajectory(page, "create_archive_folder", step=2)
+    page.get_by_label("the target box (drag or two corners)").check()
+    page.wait_for_function(f"document.querySelector('{CANVAS}').dataset.tool === 'box'")
+
+    # drag from one corner to the other
+    page.mouse.move(*canvas_point(page, CANVAS, 100, 200))
+    page.mouse.down()
+    page.mouse.move(*canvas_point(page, CANVAS, 400, 300), steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => { const e = document.querySelector('#auth-target-box textarea, #auth-target-box input');"
+                           " return e && e.value.startsWith('100, 200'); }")
+    x0, y0, x1, y1 = (float(v) for v in box_text(page).split(","))
+    scale = float(page.locator(CANVAS).get_attribute("data-scale"))
+    assert (x0, y0) == (100, 200) and abs(x1 - 401) <= 1 / scale + 1 and abs(y1 - 301) <= 1 / scale + 1
+    assert page.locator(f"{CANVAS} rect.zc-box[data-role='target']").count() == 1
+
+    # two clicks: opposite corners in either order
+    click_canvas(page, CANVAS, 250, 160)
+    wait_text(page, f"{CANVAS} .zc-hint", "first corner")
+    click_canvas(page, CANVAS, 50, 60)
+    page.wait_for_function("() => (document.querySelector('#auth-target-box textarea, #auth-target-box input') || {})"
+                           ".value.startsWith('50, 60')")
+
+    # a click outside the box is flagged
+    page.get_by_label("the action's point").check()
+    page.wait_for_function(f"document.querySelector('{CANVAS}').dataset.tool === 'point'")
+    click_and_wait_saved(page, 900, 2000)
+    wait_text(page, "#auth-problems-box", "misses its target")
+
+    # pick one of the elements the screenshot knows, then type exact coordinates
+    choose_dropdown(page, "auth-target-element", "button: New folder")
+    expected = element_box(app_server, "files_root", "button: New folder")
+    page.wait_for_function("t => (document.querySelector('#auth-target-box textarea, #auth-target-box input') || {})"
+                           ".value === t", arg=", ".join(f"{v:g}" for v in expected))
+    field = page.locator("#auth-target-box textarea, #auth-target-box input").first
+    field.fill("10, 20, 300, 400")
+    field.press("Enter")
+    page.wait_for_function(f"(document.querySelector(\"{CANVAS} rect.zc-box\") || {{dataset: {{}}}}).dataset.box === '10,20,300,400'")
+    field.fill("300, 20, 10, 400")
+    field.press("Enter")
+    wait_text(page, "body", "x2 must be greater than x1")  # one sentence in a toast; the box is kept
+    assert page.locator(f"{CANVAS} rect.zc-box").get_attribute("data-box") == "10,20,300,400"
+
+
+def test_save_marks_the_step_it_is_on_and_each_recovery_step_keeps_its_state(page):
+    open_tab(page)
+    choose_trajectory(page, "browse_shared_with_me", step=2)
+    page.click("#auth-save")
+    page.wait_for_function("() => (document.querySelector('#auth-states tr[data-step=\"2\"][data-part=\"step\"]') || "
+                           "{dataset: {}}).dataset.status === 'done'")
+    assert state_of(page, 1, "step") == "draft"
+
+    page.click("#auth-wrong")  # the proposed neighbour; recovery 1 waits for its screenshot
+    wait_text(page, "#auth-header", "editing wrong action")
+    page.locator("#auth-editing").get_by_label("recovery 1", exact=True).check()
+    wait_text(page, "#auth-header", "editing recovery 1")
+    wait_text(page, f"{CANVAS} .zc-empty", "no screenshot yet")  # asked for, never the pre-error screenshot
+    assert page.locator(f"{CANVAS} .zc-empty").is_visible()
+    kind = page.locator("#auth-kind input").input_value()
+    assert kind == "system_button"
+    assert page.locator("#auth-button").is_visible()
+    assert not page.locator("#auth-direction").is_visible() and not page.locator("#auth-text").is_visible()
+    page.click("#auth-save")
+    page.wait_for_function("() => (document.querySelector('#auth-states tr[data-step=\"2\"][data-part=\"recovery 1\"]') || "
+                           "{dataset: {}}).dataset.status === 'done'")
+    assert state_of(page, 2, "wrong action") == "draft"
+    assert state_of(page, 2, "recovery 2") == "draft"
+    assert state_of(page, 2, "step") == "done"
+
+    page.reload()  # the states live in the store
+    open_tab(page)
+    choose_trajectory(page, "browse_shared_with_me")
+    assert [state_of(page, 2, part) for part in ("step", "wrong action", "recovery 1")] == ["done", "draft", "done"]

@@ -9,6 +9,7 @@ from lora_core.qwen.geometry import ImageSettings
 from lora_core.analysis.resolution import element_report, preset_settings
 
 PRESETS = {named.key: named for named in preset_settings(ImageSettings())}
+LAB_CANVAS = "#lab-original .zc"
 
 
 def choose_dropdown(page, elem_id: str, option: str) -> None:
@@ -16,18 +17,23 @@ def choose_dropdown(page, elem_id: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def click_image_pixel(page, elem_id: str, x: float, y: float) -> None:
-    """Click the displayed image at pixel (x, y) of the image file itself."""
-    image = page.locator(f"#{elem_id} img").first
-    image.wait_for()
-    page.wait_for_function(f"(document.querySelector('#{elem_id} img') || {{}}).naturalWidth > 0")
-    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-    box = image.bounding_box()
-    # object-fit: contain — the picture may be letterboxed inside the element
-    scale = min(box["width"] / natural[0], box["height"] / natural[1])
-    left = box["x"] + (box["width"] - natural[0] * scale) / 2
-    top = box["y"] + (box["height"] - natural[1] * scale) / 2
-    page.mouse.click(left + x * scale, top + y * scale)
+def wait_canvas(page, selector: str) -> None:
+    """Until the canvas's screenshot has loaded (its marks and clicks map onto it from then on)."""
+    page.wait_for_function(
+        "s => { const root = document.querySelector(s); const img = root && root.querySelector('img');"
+        " return img && img.complete && img.naturalWidth > 0 && root.dataset.loaded === img.getAttribute('src'); }",
+        arg=selector)
+
+
+def canvas_point(page, selector: str, x: float, y: float) -> tuple[float, float]:
+    """Where pixel (x, y) of the canvas's image file is on the page, at the canvas's zoom and pan."""
+    wait_canvas(page, selector)
+    page.locator(f"{selector} .zc-view").scroll_into_view_if_needed()
+    return tuple(page.evaluate("([s, x, y]) => document.querySelector(s).zoomCanvas.clientPoint(x, y)", [selector, x, y]))
+
+
+def click_canvas(page, selector: str, x: float, y: float) -> None:
+    page.mouse.click(*canvas_point(page, selector, x, y))
 
 
 def row_numbers(page, setting: str) -> dict:
@@ -40,50 +46,67 @@ def row_numbers(page, setting: str) -> dict:
     }
 
 
+def demo_screens(app_server) -> list[dict]:
+    return json.loads((Path(app_server.log_path).parent / "demo" / "screens.json").read_text())
+
+
 def test_mark_an_element_and_read_token_cells(page, app_server, screenshot_path):
     page.wait_for_selector("#lab-numbers")
     choose_dropdown(page, "lab-demo", "shared")
     page.wait_for_function("document.querySelector('#lab-status').innerText.includes('shared')")
-    screens = json.loads((Path(app_server.log_path).parent / "demo" / "screens.json").read_text())
-    shared = next(screen for screen in screens if screen["name"] == "shared")
+    shared = next(screen for screen in demo_screens(app_server) if screen["name"] == "shared")
     icon = next(e for e in shared["elements"] if e["label"] == "folder icon: Team offsite")
     x0, y0, x1, y1 = icon["box"]
     assert x1 - x0 == 200
 
-    click_image_pixel(page, "lab-original", x0 + 1, y0 + 1)
-    page.wait_for_function("document.querySelector('#lab-status').innerText.includes('first corner')")
-    click_image_pixel(page, "lab-original", x1 - 1, y1 - 1)
+    click_canvas(page, LAB_CANVAS, x0, y0)
+    page.wait_for_function(f"document.querySelector('{LAB_CANVAS} .zc-hint').innerText.includes('first corner')")
+    assert page.locator(f"{LAB_CANVAS} .zc-box").count() == 0  # a corner, not yet a box
+    click_canvas(page, LAB_CANVAS, x1 - 1, y1 - 1)
     page.wait_for_selector('#lab-numbers [data-field="cells"]')
+    assert page.locator(f"{LAB_CANVAS} .zc-box").get_attribute("data-box") == f"{x0},{y0},{x1},{y1}"
 
     for key in ("max520", "max768", "max1024"):
         shown = row_numbers(page, key)
         geom = PRESETS[key].geometry(1080, 2400)
         expected = element_report(geom, icon["box"])
         assert shown["tokens"] == geom.visual_tokens
-        # a click lands on a screen pixel, a few image pixels from the exact corner
         assert shown["cells"] == pytest.approx(expected.cells, rel=0.08)
         assert shown["verdict"] == ("lost" if shown["cells"] < 1 else "blurry" if shown["cells"] < 4 else "ok")
     assert row_numbers(page, "max520")["verdict"] == "blurry"
     assert row_numbers(page, "max1024")["verdict"] == "ok"
-    # each view is the model's image (resized W×H) enlarged to 960 px high, labelled with its size and tokens
+    # each view is the model's image (resized W×H) enlarged to 960 px high, captioned with its size and tokens
     for index, key in enumerate(("max520", "max768", "max1024")):
         geom = PRESETS[key].geometry(1080, 2400)
         page.wait_for_function(f"(document.querySelector('#lab-view-{index} img') || {{}}).naturalWidth > 0")
         natural = page.locator(f"#lab-view-{index} img").first.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         assert natural == [round(geom.resized_width * 960 / geom.resized_height), 960], key
         assert f"{geom.resized_width}×{geom.resized_height}, {geom.visual_tokens:,} tokens" in \
-            page.locator(f"#lab-view-{index}").inner_text(), key
+            page.locator(f"#lab-view-{index} figcaption").inner_text(), key
+        assert page.locator(f"#lab-view-{index} svg rect").count() == 1  # the marked element, drawn over the view
     page.screenshot(path=str(screenshot_path("resolution-lab.png")), full_page=True)
 
 
-def test_click_point_marks_every_view(page):
+def test_zoom_then_click_at_one_to_one_gives_the_same_point(page):
     page.wait_for_selector("#lab-numbers")
     page.get_by_label("click point").check()
-    click_image_pixel(page, "lab-original", 540, 1200)
-    page.wait_for_selector("#lab-numbers tr[data-setting='max520'] td:nth-last-child(2)")
-    page.wait_for_function("document.querySelector('#lab-status').innerText.includes('click point')")
+    page.wait_for_function(f"document.querySelector('{LAB_CANVAS}').dataset.tool === 'point'")
+    fit = float(page.locator(LAB_CANVAS).get_attribute("data-scale"))
+    page.mouse.move(*canvas_point(page, LAB_CANVAS, 540, 1200))
+    page.mouse.wheel(0, -300)
+    page.wait_for_function(f"s => parseFloat(document.querySelector('{LAB_CANVAS}').dataset.scale) > s", arg=fit)
+    page.keyboard.press("1")  # 1:1 while the pointer is over the canvas
+    page.wait_for_function(f"document.querySelector('{LAB_CANVAS}').dataset.scale === '1.0000'")
+    page.evaluate(f"document.querySelector('{LAB_CANVAS}').zoomCanvas.centreOn(333, 1234)")
+    click_canvas(page, LAB_CANVAS, 333, 1234)
+    page.wait_for_function("document.querySelector('#lab-status').innerText.includes('click point (333, 1234)')")
+    mark = page.locator(f"{LAB_CANVAS} .zc-mark[data-role='point']")
+    assert (mark.get_attribute("data-x"), mark.get_attribute("data-y")) == ("333", "1234")
     header = page.locator("#lab-numbers thead").inner_text()
-    assert "point's cell" in header
+    assert "point: cell" in header
+    page.keyboard.press("0")  # back to fit
+    page.wait_for_function(f"f => Math.abs(parseFloat(document.querySelector('{LAB_CANVAS}').dataset.scale) - f) < 1e-3",
+                           arg=fit)
 
 
 def test_small_demo_element_is_lost_at_520(page):
@@ -93,3 +116,14 @@ def test_small_demo_element_is_lost_at_520(page):
     choose_dropdown(page, "lab-element", "folder icon: Sales")
     page.wait_for_selector('#lab-numbers [data-field="verdict"]')
     assert row_numbers(page, "max520")["verdict"] == "lost"
+
+
+def test_upload_stops_naming_the_demo_and_says_why_no_elements(page, app_server):
+    page.wait_for_selector("#lab-numbers")
+    screen = next(s for s in demo_screens(app_server) if s["name"] == "shared")
+    upload = Path(app_server.log_path).parent / "demo" / screen["image"]
+    assert upload.is_file()
+    page.locator("#lab-upload input[type=file]").set_input_files(str(upload))
+    page.wait_for_function(f"document.querySelector('#lab-status').innerText.includes('{upload.name}')")
+    assert page.locator("#lab-demo input").input_value() == ""
+    assert "carries no element boxes" in page.locator("#lab-element").inner_text()
