@@ -139,7 +139,12 @@ class LiveView:
         self.selected.change(lambda run_id: (*run_detail(ctx, run_id),
                                              gr.update(choices=checkpoint_choices(ctx, run_id), value="last")),
                              self.selected, [*self.detail_outputs, self.export_checkpoint], show_progress="hidden")
-        self.replay_button.click(lambda: time.time(), None, replay_state)
+        def start_replay(run_id):
+            started = time.time()  # the first frame now; the timer draws the rest
+            return (started, *run_detail(ctx, run_id, started))
+
+        self.replay_button.click(start_replay, [self.selected], [replay_state, *self.detail_outputs],
+                                 show_progress="hidden")
 
         def act(kind, run_id, max_dim=None, request: gr.Request = None):
             refusal = launch_refusal(ctx, request, {"stop": "stop runs", "kill": "kill runs"}.get(kind,
