@@ -53,7 +53,9 @@ def replay_until(metrics: list[dict], replay_started: float | None) -> float | N
     """The metrics time shown `replay_started` seconds into a replay (the whole curve in REPLAY_SECONDS)."""
     if replay_started is None or not metrics:
         return None
-    return (time.time() - replay_started) / REPLAY_SECONDS * max(m.get("time", 0) for m in metrics)
+    times = [m.get("time", 0) for m in metrics]
+    # at least the first point, so the first frame is a short curve and not an empty plot
+    return max(min(times), (time.time() - replay_started) / REPLAY_SECONDS * max(times))
 
 
 def run_detail(ctx, run_id: str | None, replay_started: float | None = None):
