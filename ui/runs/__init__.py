@@ -78,8 +78,11 @@ def build(ctx, blocks: gr.Blocks) -> None:
             else gr.skip()
         play_updates = [gr.update(choices=playground.source_choices(ctx, index == 1)) if changed else gr.skip()
                         for index in range(len(play_sources))]
+        # The replay state is written back only to end it: a tick still running when Replay is clicked must not
+        # put back the None it read.
+        replay_update = gr.skip()
         if replay_started is not None and time.time() - replay_started > REPLAY_SECONDS + REFRESH_SECONDS:
-            replay_started = None
+            replay_started = replay_update = None
         detail = run_detail(ctx, selected_id, replay_started)
         running = {s.run_id for s in summaries if s.running}
         if compare_ids and (running & set(compare_ids) or replay_started is not None):
@@ -87,7 +90,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
         else:
             curves = gr.skip()
         return (list_html(summaries), select_update, compare_update, *play_updates, choices, *detail, curves,
-                replay_started)
+                replay_update)
 
     timer.tick(refresh, [live.selected, compare.choice, choices_state, replay_state],
                [live.runs_view, live.selected, compare.choice, *play_sources, choices_state, *live.detail_outputs,
