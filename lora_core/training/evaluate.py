@@ -187,26 +187,20 @@ def loss_of(model, items, pixel_cache) -> float | None:
     return sum(losses) / len(losses) if losses else None
 
 
-def generate_answers(model, prompts, pixel_cache, encoder, max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy answers for prompts (items rendered with the generation prompt), `batch_size` at a time,
-    left-padded."""
+def generate_answers(model, prompts, pixel_cache, encoder, max_new_tokens: int) -> list[str]:
+    """Greedy answers for one left-padded batch of prompts (items rendered with the generation prompt)."""
     import torch
 
     from lora_core.training.collate import batch_for, takes_token_types
 
-    token_types = takes_token_types(model)
     device = next(model.parameters()).device
-    answers = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in batch_for(chunk, pixel_cache, with_labels=False, token_types=token_types,
-                                                       left_padded=True).items()}
-        with torch.no_grad():
-            output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                    pad_token_id=encoder.special.pad)
-        width = batch["input_ids"].shape[1]
-        answers += [decode_answer(encoder, row[width:].tolist()) for row in output.cpu()]
-    return answers
+    batch = {k: v.to(device) for k, v in batch_for(prompts, pixel_cache, with_labels=False,
+                                                   token_types=takes_token_types(model), left_padded=True).items()}
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                                pad_token_id=encoder.special.pad)
+    width = batch["input_ids"].shape[1]
+    return [decode_answer(encoder, row[width:].tolist()) for row in output.cpu()]
 
 
 def evaluate_items(model, items, pixel_cache, encoder, info, config, stop_check=lambda: False,
@@ -227,7 +221,7 @@ def evaluate_items(model, items, pixel_cache, encoder, info, config, stop_check=
             break
         chunk = chosen[start:start + batch_size]
         prompts = [prompt_item(item, encoder) for item in chunk]
-        texts = generate_answers(model, prompts, pixel_cache, encoder, config.evaluation.max_new_tokens, batch_size)
+        texts = generate_answers(model, prompts, pixel_cache, encoder, config.evaluation.max_new_tokens)
         for item, prompt, text in zip(chunk, prompts, texts):
             geom = answer_frame(item.sample, prompt.geometries)  # the current screenshot: the sample's last image
             truth = ground_truth(item.sample, geom, config.data.coordinate_space)

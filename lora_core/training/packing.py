@@ -42,22 +42,17 @@ def varlen_usable(query) -> bool:
 
 def varlen_attention(module, query, key, value, boundaries, longest: int, causal: bool, scaling):
     """(1, H, L, D) query/key/value, sequences marked by `boundaries` → (1, L, H, D), one flash kernel."""
+    import torch
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)
     if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves a group of query heads
         groups = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    boundaries = boundaries.to(device=q.device, dtype=torch_int32())
+    boundaries = boundaries.to(device=q.device, dtype=torch.int32)
     output = varlen_attn(q, k, v, boundaries, boundaries, longest, longest, scale=scaling,
                          window_size=(-1, 0) if causal else (-1, -1))
     return output[None]
-
-
-def torch_int32():
-    import torch
-
-    return torch.int32
 
 
 def per_segment_sdpa(module, query, key, value, lengths, causal: bool, dropout, scaling, kwargs):
