@@ -10,7 +10,9 @@ of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.
 - Our encoder writes both as the plain recipe's input (input_ids, labels, each image's pre-resize size and
   pixel budget), so both sides train the same tokens; the plain recipe runs at batch 1/8/22 (demo) and 1/2/4
   (long) with its own profile at batch 1.
-- Our trainer runs as the app launches it (`python -m lora_core.train`), with each row's settings in the table.
+- Our trainer runs as the app launches it (`python -m lora_core.train`), with each row's settings in the table;
+  by default the two goal rows (compiled blocks, checkpointing auto), `--rows` picks others from OUR_ROWS (eager
+  blocks, smaller token budgets, checkpointing off). One row takes 2–3 minutes, most of it compiling.
 - Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps, leaving out the
   logging interval that holds the 3 profiled steps; GPU busy is kernel time over wall time in that
   torch.profiler window, summed over every profiler row as plain_recipe.py --profile sums it (operator rows and
@@ -39,13 +41,21 @@ LOG_EVERY = 5  # a log reads the loss back (a sync): tokens/s is taken between l
 CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
                     "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
 PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
-# Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing)
+# Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile)
 OUR_ROWS = [
-    ("demo", "packed 22 / 16k, ckpt auto", 22, 16384, "auto"),
-    ("demo", "packed 22 / 6k, ckpt auto", 22, 6144, "auto"),
-    ("long", "packed 4 / 24k, ckpt auto", 4, 24576, "auto"),
-    ("long", "packed 4 / 6.2k, ckpt auto", 4, 6200, "auto"),
+    ("demo", "packed 22 / 20k, ckpt auto, compiled", 22, 20480, "auto", "auto"),
+    ("demo", "packed 22 / 6k, ckpt auto, compiled", 22, 6144, "auto", "auto"),
+    ("long", "packed 4 / 24k, ckpt auto, compiled", 4, 24576, "auto", "auto"),
+    ("long", "packed 4 / 6.2k, ckpt auto, compiled", 4, 6200, "auto", "auto"),
+    ("demo", "packed 22 / 20k, ckpt auto, eager", 22, 20480, "auto", False),
+    ("long", "packed 4 / 24k, ckpt auto, eager", 4, 24576, "auto", False),
+    ("demo", "packed 22 / 6k, ckpt off, compiled", 22, 6144, False, "auto"),
+    ("long", "packed 4 / 12.4k, ckpt off, compiled", 4, 12400, False, "auto"),
+    ("demo", "packed 22 / 12k, ckpt off, compiled", 22, 12288, False, "auto"),
+    ("demo", "packed 22 / 20k, ckpt on, compiled", 22, 20480, True, "auto"),
+    ("long", "packed 4 / 24k, ckpt on, compiled", 4, 24576, True, "auto"),
 ]
+GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
 MEMORY_GOAL_GIB = 24
 
 
@@ -103,7 +113,8 @@ def long_dataset(workspace: Path, history_answers: int = 70) -> Path:
     return path
 
 
-def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto"):
+def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto",
+                    compile_blocks="auto"):
     from lora_core.training.config import LLM_TARGETS, RunConfig
 
     config = RunConfig()
@@ -118,6 +129,7 @@ def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None 
     sft.num_train_epochs = 1000  # max_steps decides
     config.training.max_dim = 1024
     config.training.gradient_checkpointing = checkpointing
+    config.training.compile = compile_blocks
     config.training.memory_budget_gib = MEMORY_GOAL_GIB
     config.training.max_tokens_per_batch = budget
     config.data.val_fraction = 0.0
@@ -185,7 +197,8 @@ def run_ours(workspace: Path, name: str, config, data: Path | None, profile: boo
     logs = [m for m in run.read_metrics() if m.get("kind") == "train"]
     result = {"exit": code, "state": status.get("state"), "wall_s": round(time.time() - started, 1),
               "peak_gib": status.get("peak_gpu_memory_gib"), "reserved_gib": status.get("peak_gpu_reserved_gib"),
-              "checkpointing": status.get("gradient_checkpointing"), "precision": status.get("precision")}
+              "checkpointing": status.get("gradient_checkpointing"), "precision": status.get("precision"),
+              "compile": status.get("compile_stats")}
     warm = [m for m in logs if m["step"] >= WARMUP_STEPS]
     watched = range(PROFILE_AT, PROFILE_AT + 3) if profile else range(0)
     # gaps between logs, leaving out the one holding the profiled steps (the profiler slows what it watches)
@@ -201,8 +214,7 @@ def run_ours(workspace: Path, name: str, config, data: Path | None, profile: boo
                       measured_steps=steps)
     if (folder / "profile.json").exists():
         result["profile"] = json.loads((folder / "profile.json").read_text())
-    if code != 0 or status.get("state") != "finished":
-        result["log_tail"] = run.log_tail(20)
+    result["log_tail"] = run.log_tail(20 if code != 0 or status.get("state") != "finished" else 6)
     return result
 
 
@@ -236,7 +248,8 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/bench-train-gpu"))
     parser.add_argument("--tiny", action="store_true", help="dry run with the embedded tiny model on the CPU")
     parser.add_argument("--only", choices=("ours", "plain"), help="run one side only")
-    parser.add_argument("--rows", nargs="*", type=int, help="indices into OUR_ROWS (default: all)")
+    parser.add_argument("--rows", nargs="*", type=int, default=list(GOAL_ROWS),
+                        help=f"indices into OUR_ROWS, run in this order (default: the goal rows {GOAL_ROWS})")
     parser.add_argument("--plain-batch", nargs="*", help="SCENARIO=B1,B2 to replace PLAIN_BATCHES' entries; "
                                                          "a scenario left out is not run")
     parser.add_argument("--no-profile", action="store_true", help="no profiled window in our runs (the "
@@ -272,10 +285,9 @@ def main() -> None:
                                                              "shapes": shapes, "rows": rows}, indent=1))
 
     if args.only != "plain":
-        for index, (scenario, label, batch, budget, checkpointing) in enumerate(OUR_ROWS):
-            if args.rows is not None and index not in args.rows:
-                continue
-            config = scenario_config(model, args.steps, batch, budget, checkpointing)
+        for index in args.rows:  # in the order asked
+            scenario, label, batch, budget, checkpointing, compiled = OUR_ROWS[index]
+            config = scenario_config(model, args.steps, batch, budget, checkpointing, compiled)
             result = run_ours(args.workspace, f"ours-{scenario}-{index}", config, data[scenario],
                               profile=cuda and args.steps > 13 and not args.no_profile)
             record({**result, "scenario": scenario, "trainer": "ours", "settings": f"{label}, accumulation 1"})

@@ -122,6 +122,7 @@ def test_without_segments_attention_crosses_samples_and_the_losses_change(setup)
     model, items, padded, packing = setup
     pack = dict(packing(items)["packs"][0])
     segments = pack.pop("packed_segments")
+    pack.pop("packed_cu_seqlens"), pack.pop("packed_max_length")
     with torch.no_grad():
         crossed = per_sample_losses(model, pack, samples=segments)  # one causal sequence
         alone = [alone_loss(model, padded([item])) for item in items]
@@ -183,3 +184,51 @@ def test_packed_run_trains_the_padded_runs_curve(workspace, embedded_path):
     assert packed[0] != packed[-1]  # it trains
     for step, (a, b) in enumerate(zip(packed, padded), start=1):
         assert abs(a - b) <= 1e-3 * max(1.0, abs(b)), f"step {step}: packed {a}, padded {b}"
+
+
+def test_compiled_blocks_train_what_eager_blocks_train(setup, embedded_path):
+    """training.compile: the same losses and LoRA gradients with every block under torch.compile (aot_eager
+    here: dynamo's capture and the autograd split that inductor would fuse on a GPU), segment lengths left out
+    as the trainer leaves them out for compiled blocks."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from lora_core.training.compiled import compile_blocks, repeated_blocks
+    from lora_core.training.config import RunConfig
+    from lora_core.training.packing import use_packed_attention
+    from lora_core.training.trainer import attach_lora, load_base_model
+
+    _, items, _, packing = setup
+    config = RunConfig()
+    config.lora.dropout = 0.0
+    torch.manual_seed(1)
+    model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    use_packed_attention(model)
+    model.train()
+    pack = packing(items)["packs"][0]
+    segments = pack["packed_segments"]
+    unsegmented = {k: v for k, v in pack.items() if k != "packed_segments"}
+
+    def losses_and_gradients():
+        model.zero_grad()
+        losses = per_sample_losses(model, unsegmented, samples=segments)
+        sum(losses).backward()
+        return [float(loss) for loss in losses], lora_gradients(model)
+
+    eager_losses, eager_grads = losses_and_gradients()
+    torch._dynamo.reset()
+    counters.clear()
+    assert compile_blocks(model, backend="aot_eager") == len(repeated_blocks(model)) > 2
+    compiled_losses, compiled_grads = losses_and_gradients()
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo captured graphs rather than falling back
+    torch._dynamo.reset()
+    assert all(getattr(block, "_compiled_call_impl", None) is not None for block in repeated_blocks(model))
+    for mine, reference in zip(compiled_losses, eager_losses):
+        assert abs(mine - reference) <= TOLERANCE * max(1.0, abs(reference))
+    for name, reference in eager_grads.items():
+        scale = max(1.0, float(reference.abs().max()))
+        assert float((compiled_grads[name] - reference).abs().max()) <= TOLERANCE * scale, name

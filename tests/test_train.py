@@ -254,3 +254,7 @@ def test_exceptions_map_to_reasons():
     assert classify_exception(RunFailure("no CUDA", "needs CUDA"))[0] == "no CUDA"
     assert classify_exception(RuntimeError("Torch not compiled with CUDA enabled"))[0] == "no CUDA"
     assert classify_exception(ZeroDivisionError("division by zero")) == ("error", "ZeroDivisionError: division by zero")
+    from torch.utils.checkpoint import CheckpointError
+
+    reason, message = classify_exception(CheckpointError("torch.utils.checkpoint: Recomputed values ..."))
+    assert reason == "error" and "training.compile to false" in message

@@ -40,18 +40,33 @@ def varlen_usable(query) -> bool:
     return True
 
 
+VARLEN_TAKES_GQA = [False]  # set by register_packed_attention, outside any compiled code
+
+
+def varlen_takes_gqa() -> bool:
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    return "enable_gqa" in inspect.signature(varlen_attn).parameters
+
+
 def varlen_attention(module, query, key, value, boundaries, longest: int, causal: bool, scaling):
     """(1, H, L, D) query/key/value, sequences marked by `boundaries` → (1, L, H, D), one flash kernel."""
     import torch
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)
+    extra = {}
     if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves a group of query heads
-        groups = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        if VARLEN_TAKES_GQA[0]:
+            extra["enable_gqa"] = True
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
     boundaries = boundaries.to(device=q.device, dtype=torch.int32)
     output = varlen_attn(q, k, v, boundaries, boundaries, longest, longest, scale=scaling,
-                         window_size=(-1, 0) if causal else (-1, -1))
+                         window_size=(-1, 0) if causal else (-1, -1), **extra)
     return output[None]
 
 
@@ -82,11 +97,13 @@ def register_packed_attention() -> None:
                               is_causal=None, **kwargs):
         segments = kwargs.pop(SEGMENTS_KEY, None)
         boundaries, longest = kwargs.pop(BOUNDARIES_KEY, None), kwargs.pop(LONGEST_KEY, None)
-        if not segments or len(segments) < 2 or attention_mask is not None or not getattr(module, "is_causal", False):
+        if boundaries is None or attention_mask is not None or not getattr(module, "is_causal", False):
             return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                           scaling=scaling, is_causal=is_causal, **kwargs)
-        if boundaries is not None and not (dropout and module.training) and varlen_usable(query):
+        if not (dropout and module.training) and varlen_usable(query):
             return varlen_attention(module, query, key, value, boundaries, longest, True, scaling), None
+        if segments is None:  # compiled blocks get no Python lengths (they would recompile per pack)
+            segments = (boundaries[1:] - boundaries[:-1]).tolist()
         return per_segment_sdpa(module, query, key, value, segments, True, dropout, scaling, kwargs), None
 
     def packed_vision_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
@@ -102,6 +119,7 @@ def register_packed_attention() -> None:
         lengths = (boundaries[1:] - boundaries[:-1]).tolist()  # precomputed on the CPU: no sync there
         return per_segment_sdpa(module, query, key, value, lengths, False, dropout, scaling, kwargs), None
 
+    VARLEN_TAKES_GQA[0] = varlen_takes_gqa()
     AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
     AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
     AttentionInterface.register(PACKED_VISION_ATTENTION, packed_vision_attention)
@@ -207,13 +225,13 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions) -> dict:
         positions.append(rope(item, item_grids))
     row = {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
            "position_ids": torch.cat(positions, dim=1).to(torch.long)[:, None, :]}
-    if len(items) > 1:
-        lengths = [len(item.input_ids) for item in items]
-        boundaries = [0]
-        for length in lengths:
-            boundaries.append(boundaries[-1] + length)
-        row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
-                    LONGEST_KEY: max(lengths)})
+    # A pack of one sample is marked too: every pack then runs the same attention (and the same compiled graph).
+    lengths = [len(item.input_ids) for item in items]
+    boundaries = [0]
+    for length in lengths:
+        boundaries.append(boundaries[-1] + length)
+    row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
+                LONGEST_KEY: max(lengths)})
     if pixels:
         row["pixel_values"] = torch.cat(pixels)
         row["image_grid_thw"] = torch.cat(grids)

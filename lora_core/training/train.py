@@ -78,6 +78,10 @@ def classify_exception(error: BaseException) -> tuple[str, str]:
         return "bad data", text
     if isinstance(error, ConfigError):
         return "bad config", text
+    if type(error).__name__ == "CheckpointError":
+        return "error", (f"Gradient checkpointing recomputed a block differently from its forward pass "
+                         f"({text.splitlines()[0] if text else 'CheckpointError'}). Set training.compile to false, "
+                         "or set gradient_checkpointing to false with a smaller max_tokens_per_batch.")
     if "CUDA" in text and ("not available" in text or "no CUDA" in text or "not compiled" in text):
         return "no CUDA", text
     return "error", f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".strip()
@@ -141,6 +145,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
     from lora_core.training.callbacks import StopSync, TrainCounter, make_callback
     from lora_core.training.collate import Collator, ItemDataset, PackingCollator, PixelCache, takes_token_types
+    from lora_core.training.compiled import compile_blocks, compile_wanted
     from lora_core.training.memory import choose_checkpointing
     from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
@@ -203,7 +208,12 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])
     trainer.train_collator, trainer.counter = train_collator, counter
-    checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda)
+    compiled_blocks = compile_blocks(model) if compile_wanted(config.training.compile, cuda) else 0
+    trainer.compiled = bool(compiled_blocks)
+    checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda)  # compiled if so
+    if compiled_blocks:
+        print(f"compile: {compiled_blocks} decoder layers and vision blocks compiled (torch.compile, dynamic "
+              "shapes); the first steps include compiling", flush=True)
     set_checkpointing(trainer.args, checkpointing.on)
     batches = (f"packed micro-batches of at most {config.training.max_tokens_per_batch} tokens"
                if config.training.packing else "padded micro-batches")
@@ -211,16 +221,24 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
           f"{checkpointing.reason}); {batches}", flush=True)
     if is_main:
         folder.update_status(gradient_checkpointing=checkpointing.as_status(), packing=config.training.packing,
-                             max_tokens_per_batch=config.training.max_tokens_per_batch,
+                             max_tokens_per_batch=config.training.max_tokens_per_batch, compiled_blocks=compiled_blocks,
                              precision=str(next(model.parameters()).dtype).replace("torch.", ""))
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
+    if checkpointing.on:
+        trainer.add_callback(frozen_blocks_callback())
     if sync.decide():  # every rank, after the Trainer has set up the process group: they agree
         raise_stopped_before_training(folder, is_main)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
+    if compiled_blocks and is_main:
+        from lora_core.training.compiled import compile_stats
+
+        stats = compile_stats()
+        folder.update_status(compile_stats=stats)
+        print(f"compile: {stats['graphs']} graphs, {stats['graph_breaks']} graph breaks", flush=True)
     stopped = sync.decided  # the same on every rank (a rank's own SIGTERM does not count)
     state = trainer.state
     if data.val and not stopped and callback.last_eval_step != state.global_step:
@@ -252,6 +270,20 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     folder.update_status(state="finished", finished_at=time.time(), eta_s=0,
                          message=f"Finished {state.global_step} steps in {time.time() - started:.0f} s.")
     return 0
+
+
+def frozen_blocks_callback():
+    """Once the Trainer has switched checkpointing on (when training starts), off again for frozen blocks."""
+    from transformers import TrainerCallback
+
+    from lora_core.training.compiled import stop_checkpointing_frozen_blocks
+
+    class FrozenBlocksUncheckpointed(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            if model is not None:
+                stop_checkpointing_frozen_blocks(model)
+
+    return FrozenBlocksUncheckpointed()
 
 
 def set_checkpointing(args, on: bool) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lora_core.training.collate import FULL_LOGITS_ENV, trained_positions
 from lora_core.training.failures import RunFailure
+from lora_core.training.packing import SEGMENTS_KEY
 
 # 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
 # GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
@@ -103,6 +104,7 @@ def make_trainer_class():
         vision_learning_rate: float | None = None
         train_collator = None
         counter = None
+        compiled = False  # blocks under torch.compile: no Python segment lengths reach them
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -159,7 +161,8 @@ def make_trainer_class():
             keep = inputs.get("trained_positions")
             if keep is None:
                 keep = trained_positions(labels)
-            model_inputs = {k: v for k, v in inputs.items() if k not in ("labels", "trained_positions")}
+            left_out = ("labels", "trained_positions", SEGMENTS_KEY) if self.compiled else ("labels", "trained_positions")
+            model_inputs = {k: v for k, v in inputs.items() if k not in left_out}
             with self.bf16_lora(model):
                 outputs = model(**model_inputs, logits_to_keep=keep)
             loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch)

@@ -1,0 +1,54 @@
+"""training.compile: each repeated block (the LLM's decoder layers and the vision tower's blocks) compiled by
+torch.compile with dynamic shapes. The elementwise work between the GEMMs (RMSNorm, rope, SiLU, LoRA dropout
+and scaling, residual adds, casts) then runs fused, and the compiled backward keeps fewer activations. Blocks
+share one compiled graph per kind, and a pack of any length reuses it."""
+from __future__ import annotations
+
+
+def repeated_blocks(model) -> list:
+    """The decoder layers of the language model and the blocks of the vision tower, PEFT-wrapped or not."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", base)
+    blocks = list(getattr(getattr(inner, "language_model", None), "layers", []) or [])
+    blocks += list(getattr(getattr(inner, "visual", None), "blocks", []) or [])
+    return blocks
+
+
+def compile_blocks(model, backend: str = "inductor") -> int:
+    """Compile every repeated block in place; returns how many. Dynamo's cache must hold an entry per block
+    kind and shape class, not just the default 8, or later blocks would silently run eager."""
+    import torch
+
+    blocks = repeated_blocks(model)
+    dynamo = torch._dynamo.config
+    dynamo.cache_size_limit = max(dynamo.cache_size_limit, 4 * len(blocks))
+    if hasattr(dynamo, "accumulated_cache_size_limit"):
+        dynamo.accumulated_cache_size_limit = max(dynamo.accumulated_cache_size_limit, 8 * len(blocks))
+    for block in blocks:
+        block.compile(dynamic=True, backend=backend)
+    return len(blocks)
+
+
+def stop_checkpointing_frozen_blocks(model) -> int:
+    """Blocks without trainable weights (the vision tower under LLM-only LoRA) keep nothing for the backward
+    pass: checkpointing them saves nothing, and around compiled blocks it only adds a recompute to go wrong.
+    Returns how many were switched off."""
+    count = 0
+    for block in repeated_blocks(model):
+        if getattr(block, "gradient_checkpointing", False) and not any(p.requires_grad for p in block.parameters()):
+            block.gradient_checkpointing = False
+            count += 1
+    return count
+
+
+def compile_wanted(setting, cuda: bool) -> bool:
+    """auto: on a CUDA GPU only (on the CPU compiling costs more than it saves)."""
+    return cuda if setting == "auto" else bool(setting)
+
+
+def compile_stats() -> dict:
+    """Graphs dynamo compiled and how often it recompiled or broke a graph (read after training)."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"]["unique_graphs"]), "frames": int(counters["frames"]["ok"]),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
