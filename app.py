@@ -158,6 +158,9 @@ def main(argv=None) -> None:
         max_file_size="50mb",
         css=page_css(),
         js=page_js(),
+        # gradio's run history re-reads and re-writes up to 100 runs' inputs and outputs in localStorage on
+        # every event (Next: 425 → 162 ms late in bench/bench_browser.py on 2 cores), and keeps annotations in the browser
+        run_history=False,
         prevent_thread_lock=True,
     )
     ctx.start_resolving()  # torch, transformers and the model load once the page is served

@@ -7,6 +7,8 @@ Starts `python app.py` on a new workspace, then takes the median of --runs of ea
   Next             from the click on Next to the new step shown (its key in the canvas) with its image loaded;
   Save             from the click on Save to the step's row in the state table reading "done";
   Mark wrong       from the click on Mark wrong to the wrong action being edited and listed in the table;
+                   both are shown ahead by the page, so each also has a "confirmed" row: to the server's answer
+                   drawn (no row pending);
 and in the Lab, click → marker and click → the numbers table redrawn. Times are read on the page's clock
 (performance.now()), read at the click; waits poll once per animation frame (about 16 ms).
 Prints the machine, its load average and a Markdown table.
@@ -29,6 +31,8 @@ from tests.server import AppServer  # noqa: E402
 
 TRAJECTORY = "share_q3_report_with_alice"  # 7 steps
 CANVAS = "#auth-screenshot .zc"
+# the page shows no result ahead that the server has not yet answered (ui/static/authoring.js)
+SETTLED = "!document.body.dataset.authPending && !document.querySelector('#auth-states tr[data-pending]')"
 
 # page helpers: arm a marker watch, and resolve when a condition holds (checked every animation frame)
 HELPERS = """() => {
@@ -99,7 +103,8 @@ def open_authoring(page) -> None:
 
 
 def measure(page, runs: int) -> dict[str, list[float]]:
-    found = {name: [] for name in ("click", "click_saved", "next", "save", "wrong", "lab_click", "lab_table")}
+    found = {name: [] for name in ("click", "click_saved", "next", "save", "save_confirmed", "wrong", "wrong_confirmed",
+                                   "lab_click", "lab_table")}
     page.evaluate(HELPERS)
     # Lab (the first tab): element corners → a box marker, then the numbers for the new box
     page.wait_for_selector("#lab-numbers")
@@ -132,8 +137,11 @@ def measure(page, runs: int) -> dict[str, list[float]]:
     for run in range(runs + 1):  # Save, then Undo (not timed) to make the step a draft again
         started = press(page, "#auth-save")
         done = until(page, "(document.querySelector('#auth-states tr.auth-here') || {dataset: {}}).dataset.status === 'done'")
+        confirmed = until(page, f"{SETTLED} && (document.querySelector('#auth-states tr.auth-here') || "
+                                "{dataset: {}}).dataset.status === 'done'")
         if run:
             found["save"].append(done - started)
+            found["save_confirmed"].append(confirmed - started)
         page.click("#auth-undo")
         page.wait_for_function("(document.querySelector('#auth-states tr.auth-here') || {dataset: {}}).dataset.status === 'draft'")
     wrong_rows = "document.querySelectorAll('#auth-states tr[data-part=\"wrong action\"]').length"
@@ -144,8 +152,11 @@ def measure(page, runs: int) -> dict[str, list[float]]:
         started = press(page, "#auth-wrong")
         done = until(page, "document.querySelector('#auth-header').innerText.includes('editing wrong action') && "
                            "!!document.querySelector('#auth-states tr.auth-here[data-part=\"wrong action\"]')")
+        confirmed = until(page, f"{SETTLED} && !!document.querySelector('#auth-states "
+                                "tr.auth-here[data-part=\"wrong action\"][data-correction]:not([data-correction=\"\"])')")
         if run:
             found["wrong"].append(done - started)
+            found["wrong_confirmed"].append(confirmed - started)
         page.click("#auth-delete-correction")
         page.wait_for_function(f"document.querySelector('#auth-header').innerText.includes('editing step') && "
                                f"{wrong_rows} === {corrections}")
@@ -173,7 +184,9 @@ ROWS = [
     ("click → saved (Authoring): to the coordinate line showing the saved point", "click_saved", None),
     ("Next: click to the next step's key and its screenshot's `load`", "next", 250),
     ("Save: click to the step's row reading `done`", "save", 250),
+    ("Save confirmed: to the server's answer drawn", "save_confirmed", None),
     ("Mark wrong: click to the wrong action being edited and listed", "wrong", 250),
+    ("Mark wrong confirmed: to the server's answer drawn", "wrong_confirmed", None),
     ("click → marker (Lab)", "lab_click", 150),
     ("click → numbers table redrawn (Lab)", "lab_table", None),
 ]

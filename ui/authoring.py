@@ -12,6 +12,7 @@ import sqlite3
 import tempfile
 import time
 import zipfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import gradio as gr
@@ -24,17 +25,25 @@ from authoring.session import STEP, AnnotatorSession
 from authoring.validate import validate_store
 from lora_core.data.archives import ArchiveRefused, extract_archive
 from lora_core.data.images import ImageInputError, open_screenshot
-from ui.authoring_view import TOOLS, VIEW_FIELDS, render_view
-from ui.canvas import CANVAS_CSS, FileURLs, SessionMemory, click_box, click_point, zoom_canvas
+from ui.authoring_view import TOOLS, VIEW_FIELDS, notice_html, panel, render_view
+from ui.canvas import CANVAS_CSS, STATIC, FileURLs, SessionMemory, canvas_value, click_box, click_point, zoom_canvas
 from ui.review import CSS as REVIEW_CSS, build_review_section
 
 COORDS = ("norm1000", "norm999", "abs-original", "abs-resized")
 CLICK_IT_MYSELF = "I will click it myself"
-# Edits of the step view run one at a time, in the order they were made: a Next click never overtakes
-# the trajectory choice or the field save made just before it.
-# No progress overlay on the two dozen outputs: the canvas and the tables show what changed.
-SERIAL = {"concurrency_id": "authoring-edits", "concurrency_limit": 1, "show_progress": "hidden"}
+# Edits of the step view skip gradio's queue: each queue message (estimation, start, log, end) makes the page
+# refresh every component's loading state, tens of ms each on 2 cores. They still run one at a time per browser
+# session (a lock in SessionMemory), in the order they reach the server; what they say goes to the notice
+# panel, since gr.Info needs the queue. No progress overlay: the canvas and the panels show what changed.
+SERIAL = {"queue": False, "show_progress": "hidden"}
 NAME_KEY = "lora-workbench-annotator"  # the annotator's name, remembered by the browser
+
+
+def token_js(button_id: str) -> str:
+    """The js= of Save and Mark wrong: the last input becomes static/authoring.js's token of the button's click."""
+    return (f"(...values) => {{ values[values.length - 1] = (window.authoringTokens || {{}})['{button_id}'] || ''; "
+            "return values; }")
+
 
 SHORTCUTS = [("N", "next step", "auth-next"), ("P", "previous step", "auth-prev"), ("S", "save (mark done)", "auth-save"),
              ("W", "mark wrong", "auth-wrong"), ("U", "undo", "auth-undo"), ("R", "redo", "auth-redo")]
@@ -57,8 +66,10 @@ JS = """
     if (typing) target.blur();  // saves the field being typed in first
     setTimeout(() => button.click(), typing ? 150 : 0);
   });
+  (%s)();
 }
-""" % ", ".join(f"'{key.lower()}': '{elem_id}'" for key, _, elem_id in SHORTCUTS)
+""" % (", ".join(f"'{key.lower()}': '{elem_id}'" for key, _, elem_id in SHORTCUTS),
+       (STATIC / "authoring.js").read_text().strip().rstrip(";"))
 
 CSS = """
 #auth-coord { font-family: monospace; font-size: 0.95em; }
@@ -75,6 +86,14 @@ CSS = """
 .auth-states td[data-field="status"] { white-space: nowrap; }
 .auth-bar { background: #ddd; height: 8px; width: 3.2em; display: inline-block; }
 .auth-bar > span { background: #2a7; height: 8px; display: block; }
+.auth-states tr[data-pending] td { font-style: italic; opacity: 0.75; }
+.auth-history { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 6px; max-height: 260px;
+                overflow-y: auto; }
+.auth-history figure { margin: 0; min-width: 0; }
+.auth-history img { width: 100%; height: auto; display: block; border: 1px solid var(--border-color-primary); }
+.auth-history figcaption { font-size: 0.8em; overflow-wrap: anywhere; }
+#auth-notice ul { margin: 4px 0; padding-left: 1.2em; }
+#auth-notice .auth-warning { color: #b00; font-weight: bold; }
 .auth-keys kbd { border: 1px solid #999; border-radius: 3px; padding: 0 4px; font-size: 0.85em; }
 #auth-after-upload { min-height: 0; }
 #auth-recovery-buttons { flex-wrap: wrap; gap: 6px; margin-top: 6px; position: relative; z-index: 1; }
@@ -105,6 +124,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
     memory = SessionMemory()
     state = gr.State(None)
     shown = gr.Textbox(visible=False, elem_id="auth-shown")  # which record the editors show (see showing())
+    token = gr.Textbox(visible=False, elem_id="auth-token")  # which click a Save or Mark wrong answers
 
     with gr.Column(elem_id="auth-root"):
         gr.Markdown("Click on the screenshot to set the action's point (two clicks for swipe and drag), or switch "
@@ -115,17 +135,18 @@ def build(ctx, blocks: gr.Blocks) -> None:
             with gr.Column(scale=1, min_width=280):
                 annotator = gr.Textbox(label="Annotator", placeholder="your name", elem_id="auth-annotator")
                 trajectory = gr.Dropdown([], label="Trajectory", elem_id="auth-trajectory")
-                progress = gr.HTML(elem_id="auth-progress-box")
-                share = gr.HTML(elem_id="auth-share-box")
+                # display-only parts: filled from the canvas's value (see ui/authoring_view.py)
+                gr.HTML(panel("progress"), elem_id="auth-progress-box")
+                gr.HTML(panel("share"), elem_id="auth-share-box")
                 gr.Markdown("**Steps and their state**")
-                states = gr.HTML(elem_id="auth-states-box")
-                history = gr.Gallery(label="Previous steps", columns=3, height=260, elem_id="auth-history",
-                                     allow_preview=True, show_label=False)
+                gr.HTML(panel("states"), elem_id="auth-states-box")
+                gr.Markdown("**Previous steps**")
+                gr.HTML(panel("history"), elem_id="auth-history")
             with gr.Column(scale=2, min_width=420):
-                header = gr.Markdown(elem_id="auth-header")
+                gr.HTML(panel("header"), elem_id="auth-header")
                 editing = gr.Radio([STEP], value=STEP, label="Clicks and editors change", elem_id="auth-editing")
                 canvas = zoom_canvas("auth", "min(720px, calc(100vh - 120px))", "auth-screenshot")
-                coordinate = gr.Markdown(elem_id="auth-coord")
+                gr.HTML(panel("coordinate"), elem_id="auth-coord")
                 tool = gr.Radio(TOOLS, value="point", label="Clicks on the screenshot set", elem_id="auth-tool")
                 with gr.Row():
                     target_element = gr.Dropdown([], label="Target: a known element", elem_id="auth-target-element")
@@ -138,6 +159,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
                     save = gr.Button("Save (done)", variant="primary", elem_id="auth-save", size="sm")
                     undo = gr.Button("Undo", elem_id="auth-undo", size="sm")
                     redo = gr.Button("Redo", elem_id="auth-redo", size="sm")
+                gr.HTML(panel("notice"), elem_id="auth-notice")
             with gr.Column(scale=2, min_width=360):
                 kind = gr.Dropdown(list(ACTION_KINDS), label="Action", elem_id="auth-kind")
                 text = gr.Textbox(label="Text (type / open / answer)", elem_id="auth-text")
@@ -147,7 +169,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
                     finish = gr.Dropdown(["success", "fail"], label="Terminate status", elem_id="auth-finish")
                 thinking = gr.Textbox(label="Thinking", lines=5, elem_id="auth-thinking")
                 status = gr.Dropdown(list(STATUSES), label="Status", elem_id="auth-status")
-                problems = gr.HTML(elem_id="auth-problems-box")
+                gr.HTML(panel("problems"), elem_id="auth-problems-box")
                 with gr.Group():
                     gr.Markdown("**Error → correction**")
                     with gr.Row():
@@ -189,46 +211,58 @@ def build(ctx, blocks: gr.Blocks) -> None:
         team = build_review_section(ctx, annotator, trajectory)
 
 
-    view_outputs = [shown, trajectory, progress, share, header, editing, canvas, coordinate, kind, text, button,
-                    direction, finish, thinking, status, problems, correction, after, history, states, target_element,
-                    target_box]
+    view_outputs = [shown, trajectory, editing, canvas, kind, text, button, direction, finish, thinking, status,
+                    correction, after, target_element, target_box]
     assert len(view_outputs) == len(VIEW_FIELDS)
     urls = FileURLs(canvas)
 
-    def render(session: AnnotatorSession | None, sent_anyway=()):
+    def one_at_a_time(session: AnnotatorSession | None):
+        return nullcontext() if session is None else memory.lock(session.session_id)
+
+    def render(session: AnnotatorSession | None, sent_anyway=(), notes=(), warnings=(), answered=""):
         """The view; what the browser already shows is not sent again, except `sent_anyway` (the edited field)."""
-        if session is None:
-            return render_view(ctx.store, cache, session, len(view_outputs))
+        if session is None or session.trajectory_id is None:
+            values = render_view(ctx.store, cache, session, len(view_outputs))
+            if warnings or answered:  # nothing to show but the sentence
+                values[VIEW_FIELDS.index("canvas")] = canvas_value(
+                    "auth", None, 1, 1, message=" ".join(warnings), answered=answered,
+                    panels={"auth-notice": notice_html(notes, warnings)})
+            return values
         tool_now = memory.of(session.session_id).get("tool", "point")
-        values = render_view(ctx.store, cache, session, len(view_outputs), urls, memory, tool_now)
+        values = render_view(ctx.store, cache, session, len(view_outputs), urls, memory, tool_now, notes, warnings,
+                             answered)
         return [value if name in sent_anyway or memory.changed(session.session_id, f"sent:{name}", repr(value))
                 else gr.update() for name, value in zip(VIEW_FIELDS, values)]
 
-    def tell(notes=(), warnings=()):
-        for note in notes:
-            gr.Info(note)
-        for warning in warnings:
-            gr.Warning(warning)
-
-    def guarded(work, edits=()):
-        """Run an edit; a user-caused error becomes a warning, the view is redrawn from the store. `edits`: the
-        fields the user changed, always sent back (a refused edit shows the stored value again)."""
+    def guarded(work, edits=(), answers=False):
+        """Run an edit, one at a time per browser session; a user-caused error becomes a warning; the view is
+        redrawn from the store with what the edit said. `edits`: the fields the user changed, always sent back (a
+        refused edit shows the stored value again). `answers`: the last input is static/authoring.js's token of
+        the click, echoed in the canvas's value so the page can settle the result it showed ahead."""
         def handler(session, *args):
-            if session is None or session.trajectory_id is None:
-                gr.Warning("Pick a trajectory first.")
-                return [session, *render(session)]
-            try:
-                result = work(session, *args)
-                if isinstance(result, tuple):
-                    tell(*result)
-                else:
-                    tell((), result or ())
-            except (ValueError, LookupError, ImageInputError) as error:
-                gr.Warning(str(error))
-            except (sqlite3.Error, OSError) as error:  # nothing saved is lost: the edit was one transaction
-                gr.Warning(f"The edit could not be saved ({error}); it was not applied. Try again in a moment.")
-            return [session, *render(session, edits)]
+            token = ""
+            if answers:
+                *args, token = args
+            with one_at_a_time(session):
+                if session is None or session.trajectory_id is None:
+                    return [session, *render(session, warnings=["Pick a trajectory first."], answered=token)]
+                notes, warnings = [], []
+                try:
+                    result = work(session, *args)
+                    if isinstance(result, tuple):
+                        notes, warnings = list(result[0]), list(result[1])
+                    else:
+                        warnings = list(result or ())
+                except (ValueError, LookupError, ImageInputError) as error:
+                    warnings = [str(error)]
+                except (sqlite3.Error, OSError) as error:  # nothing saved is lost: the edit was one transaction
+                    warnings = [f"The edit could not be saved ({error}); it was not applied. Try again in a moment."]
+                return [session, *render(session, edits, notes, warnings, token)]
         return handler
+
+    def redraw(session, *_):
+        with one_at_a_time(session):
+            return [session, *render(session)]
 
     def start(typed_name, request: gr.Request):
         session = AnnotatorSession(annotator=ctx.annotator_name(request, typed_name))
@@ -294,7 +328,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
 
     session_and_view = [state, *view_outputs]
     team.on_open(guarded(lambda s, trajectory_id: s.open(ctx.store, trajectory_id)), [state], session_and_view, **SERIAL)
-    team.on_change(lambda s, trajectory_id: [s, *render(s)], [state], session_and_view, **SERIAL)
+    team.on_change(redraw, [state], session_and_view, **SERIAL)
     blocks.load(start, [annotator], [state, annotator, *view_outputs],
                 js=f"(name) => [localStorage.getItem('{NAME_KEY}') || name || '']")
     annotator.blur(rename, [state, annotator], state).then(
@@ -305,8 +339,8 @@ def build(ctx, blocks: gr.Blocks) -> None:
     tool.input(guarded(choose_tool), [state, tool], session_and_view, **SERIAL)
     previous.click(guarded(lambda s: s.move(ctx.store, -1)), [state], session_and_view, **SERIAL)
     following.click(guarded(lambda s: s.move(ctx.store, +1)), [state], session_and_view, **SERIAL)
-    save.click(guarded(lambda s, t, th, key: s.save_done(ctx.store, t, th, key)), [state, text, thinking, shown],
-               session_and_view, **SERIAL)
+    save.click(guarded(lambda s, t, th, key: s.save_done(ctx.store, t, th, key), answers=True),
+               [state, text, thinking, shown, token], session_and_view, js=token_js("auth-save"), **SERIAL)
     undo.click(guarded(lambda s: s.undo(ctx.store)), [state], session_and_view, **SERIAL)
     redo.click(guarded(lambda s: s.undo(ctx.store, redo=True)), [state], session_and_view, **SERIAL)
     editing.input(guarded(lambda s, value: s.choose_editing(value), ("editing",)), [state, editing], session_and_view,
@@ -331,7 +365,8 @@ def build(ctx, blocks: gr.Blocks) -> None:
     target_element.input(guarded(lambda s, label: s.pick_target_element(ctx.store, label), ("target_element",)),
                          [state, target_element], session_and_view, **SERIAL)
     clear_box.click(guarded(lambda s: s.clear_target(ctx.store)), [state], session_and_view, **SERIAL)
-    wrong.click(guarded(mark_wrong), [state, proposal], session_and_view, **SERIAL)
+    wrong.click(guarded(mark_wrong, answers=True), [state, proposal, token], session_and_view,
+                js=token_js("auth-wrong"), **SERIAL)
     correction.input(guarded(lambda s, value: s.choose_correction(ctx.store, value), ("correction",)),
                      [state, correction], session_and_view, **SERIAL)
     after.input(guarded(lambda s, value: s.set_recovery_image(ctx.store, value), ("after",)), [state, after],
@@ -351,7 +386,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
 
     for component in (export_coords, export_max_dim):
         component.change(set_export_convention, [state, export_coords, export_max_dim], state).then(
-            lambda s: [s, *render(s)], [state], session_and_view, **SERIAL)
+            redraw, [state], session_and_view, **SERIAL)
 
     def validate_dataset(progress=gr.Progress()):
         found = validate_store(ctx.store, lambda done, total: progress((done, total), desc="validating"))

@@ -1,4 +1,5 @@
-"""The Authoring tab's step view as component updates: HTML tables, the canvas JSON, editor visibility."""
+"""The Authoring tab's step view: the editors' component updates, and the canvas JSON, which also carries the
+display-only parts (header, tables, problems, history, notices) as HTML panels that static/canvas.js puts in place."""
 from __future__ import annotations
 
 import html
@@ -14,9 +15,15 @@ from ui.canvas import FileURLs, SessionMemory, canvas_value
 SEED_SHARE = (0.20, 0.30)  # the seed's advice for the share of error → correction samples
 TOOLS = [("the action's point", "point"), ("the target box (drag or two corners)", "box")]
 # the view's components, in the order render_view returns them
-VIEW_FIELDS = ("shown", "trajectory", "progress", "share", "header", "editing", "canvas", "coordinate", "kind", "text",
-               "button", "direction", "finish", "thinking", "status", "problems", "correction", "after", "history",
-               "states", "target_element", "target_box")
+VIEW_FIELDS = ("shown", "trajectory", "editing", "canvas", "kind", "text", "button", "direction", "finish", "thinking",
+               "status", "correction", "after", "target_element", "target_box")
+# the panels the canvas JSON fills (see panel()), in page order
+PANELS = ("progress", "share", "states", "history", "header", "coordinate", "notice", "problems")
+
+
+def panel(name: str) -> str:
+    """The empty slot a panel's HTML goes into."""
+    return f'<div class="auth-panel" data-zc-panel="auth-{name}"></div>'
 
 
 def progress_table(store) -> str:
@@ -99,14 +106,48 @@ def after_choices(store, view, current: str | None) -> list[tuple[str, str]]:
     return choices
 
 
+def header_html(view) -> str:
+    lock = f"<br>🔒 {html.escape(view.locked)}" if view.locked else ""
+    return (f"<b>{html.escape(view.trajectory_id)}</b> — {html.escape(view.task)}<br>Step <b>{view.position + 1}</b> "
+            f'of {view.step_count} · editing <b data-field="editing">{html.escape(view.editing)}</b> · '
+            f"{view.width}×{view.height} px{lock}")
+
+
+def history_html(view, link) -> str:
+    """Thumbnails of the previous steps, each a link to its picture; `link(path)` is the URL of a file."""
+    if not view.history:
+        return '<div class="auth-history auth-history-empty">No previous steps.</div>'
+    items = "".join(f'<figure><a href="{html.escape(link(path))}" target="_blank" rel="noopener">'
+                    f'<img src="{html.escape(link(path))}" alt="{html.escape(caption)}" loading="lazy"></a>'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>" for path, caption in view.history)
+    return f'<div class="auth-history">{items}</div>'
+
+
+def notice_html(notes=(), warnings=()) -> str:
+    """What the last edit said: warnings (refused or failed edits) first, then notes."""
+    lines = [f'<li class="auth-warning">{html.escape(w)}</li>' for w in warnings]
+    lines += [f'<li class="auth-note">{html.escape(n)}</li>' for n in notes]
+    return f'<ul id="auth-notice-list">{"".join(lines)}</ul>' if lines else ""
+
+
+def neighbour_images(store, view) -> list[Path]:
+    """The screenshots of the steps before and after this one, for the browser to load ahead."""
+    steps = store.steps(view.trajectory_id)
+    around = [steps[i].image for i in (view.position + 1, view.position - 1) if 0 <= i < len(steps)]
+    return [path for path in (store.image_path(image) for image in around if image) if path.is_file()]
+
+
 def render_view(store, cache: Path, session: AnnotatorSession | None, count: int, urls: FileURLs | None = None,
-                memory: SessionMemory | None = None, tool: str = "point") -> list:
-    """Every component of the step view, in the order of VIEW_FIELDS; unchanged pictures are not sent again."""
+                memory: SessionMemory | None = None, tool: str = "point", notes=(), warnings=(),
+                answered: str = "") -> list:
+    """Every component of the step view, in the order of VIEW_FIELDS. `notes`, `warnings`: what the edit said;
+    `answered`: the browser's token of the edit this answers (static/authoring.js waits for it)."""
     if session is None or session.trajectory_id is None:
         return [gr.update()] * count
     view = session.view(store, cache, draw=False)  # the browser draws the marks
     memory = memory or SessionMemory()
     remembered = memory.of(session.session_id)
+    link = (lambda path: urls.url(path)) if urls else str
     choices = [(f"{t} · {p['finished']}/{p['steps']} done · {p['corrections']} corr.", t)
                for t, p in store.progress().items()]
     action = Action.from_dict(view.action)
@@ -117,18 +158,19 @@ def render_view(store, cache: Path, session: AnnotatorSession | None, count: int
     index = session.recovery_index()
     recovery_image = current.recovery[index].image if current and index is not None else (
         current.after_image if current else None)
-    header_text = (f"**{html.escape(view.trajectory_id)}** — {html.escape(view.task)}  \n"
-                   f"Step **{view.position + 1}** of {view.step_count} · editing **{view.editing}** · "
-                   f"{view.width}×{view.height} px" + (f"  \n🔒 {html.escape(view.locked)}" if view.locked else ""))
-    src = (urls.url(store.image_path(image)) if urls else str(store.image_path(image))) if image else None
+    panels = {
+        "auth-progress": progress_table(store), "auth-share": share_line(store), "auth-states": states_table(view),
+        "auth-history": history_html(view, link), "auth-header": header_html(view),
+        "auth-coordinate": html.escape(view.coordinate_text), "auth-notice": notice_html(notes, warnings),
+        "auth-problems": problems_html(view.problems),
+    }
     canvas = canvas_value(
-        "auth", src, view.width or 1, view.height or 1, marks=canvas_marks(session, store, view.action),
-        box=view.target, box_role="target", tool=tool,
+        "auth", link(store.image_path(image)) if image else None, view.width or 1, view.height or 1,
+        marks=canvas_marks(session, store, view.action), box=view.target, box_role="target", tool=tool,
         role="step" if view.editing == STEP else ("wrong" if view.editing == WRONG else "recovery"),
         two_clicks=action.kind in ("swipe", "drag"), pending=session.pending_point, key=view.key,
-        seq=remembered.get("seq", 0), message=view.needs_screenshot or "")
-    history = [(str(path), caption) for path, caption in view.history]
-    history_update = history if memory.changed(session.session_id, "history", tuple(history)) else gr.update()
+        seq=remembered.get("seq", 0), message=view.needs_screenshot or "", panels=panels,
+        preload=[link(path) for path in neighbour_images(store, view)], answered=answered, locked=bool(view.locked))
     fields = set(view.fields)
     labels = [e.get("label", "") for e in view.elements if e.get("label")]
     box_text = ", ".join(f"{v:g}" for v in view.target) if view.target else ""
@@ -136,12 +178,8 @@ def render_view(store, cache: Path, session: AnnotatorSession | None, count: int
     return [
         view.key,
         gr.update(choices=choices, value=view.trajectory_id),
-        progress_table(store),
-        share_line(store),
-        header_text,
         gr.update(choices=view.editing_choices, value=view.editing),
         canvas,
-        view.coordinate_text,
         action.kind,
         gr.update(value=action.text, visible="text" in fields),
         gr.update(value=action.button, visible="button" in fields),
@@ -149,12 +187,9 @@ def render_view(store, cache: Path, session: AnnotatorSession | None, count: int
         gr.update(value=action.status, visible="status" in fields),
         view.thinking,
         gr.update(choices=list(view.status_choices), value=view.status, label=f"Status of the {view.editing}"),
-        problems_html(view.problems),
         gr.update(choices=correction_choices, value=view.correction_id),
         gr.update(choices=after_choices(store, view, recovery_image), value=recovery_image,
                   label=f"Screenshot of {view.editing if index is not None else 'recovery 1'} (after the error)"),
-        history_update,
-        states_table(view),
         gr.update(choices=labels, value=next((e.get("label") for e in view.elements
                                               if view.target and list(e.get("box", [])) == list(view.target)), None),
                   info=None if labels else "This screenshot knows no element boxes: draw the box or type it."),

@@ -2,7 +2,8 @@
 
 The server sends a small JSON (image URL, size, marks, box, what clicks do); the browser draws the marks and
 sends clicks back as abs-original pixels in the canvas's `click` event (`evt._data`: kind "point" with x, y, or
-kind "box" with box [x1, y1, x2, y2]; seq and key name the click and what the canvas showed).
+kind "box" with box [x1, y1, x2, y2]; seq and key name the click and what the canvas showed). The JSON may
+also carry HTML panels for elsewhere on the page, screenshots to load ahead, and the token of the edit it answers.
 """
 from __future__ import annotations
 
@@ -30,13 +31,17 @@ def zoom_canvas(name: str, height: str, elem_id: str) -> gr.HTML:
 
 def canvas_value(name: str, src: str | None, width: int, height: int, *, marks=(), box=None, box_role="box",
                  tool="point", role="point", two_clicks=False, pending=None, key="", seq=0, hint="",
-                 message="") -> str:
-    """The JSON a canvas shows. marks: {"role", "x", "y", optional "end": [x, y]}; tool "point" or "box"."""
+                 message="", panels=None, preload=(), answered="", locked=False) -> str:
+    """The JSON a canvas shows. marks: {"role", "x", "y", optional "end": [x, y]}; tool "point" or "box".
+    panels: {slot: HTML} for the page's elements with data-zc-panel="slot"; preload: image URLs to fetch and
+    decode ahead (the neighbouring steps); answered: the browser's token of the edit this value answers;
+    locked: edits are refused now (the page shows no optimistic result)."""
     return json.dumps({
         "name": name, "src": src, "width": int(width), "height": int(height), "marks": list(marks),
         "box": [round(float(v), 1) for v in box] if box else None, "box_role": box_role, "tool": tool,
         "role": role, "two_clicks": bool(two_clicks), "pending": list(pending) if pending else None, "key": key,
-        "seq": int(seq), "hint": hint, "message": message,
+        "seq": int(seq), "hint": hint, "message": message, "panels": dict(panels or {}), "preload": list(preload),
+        "answered": answered or "", "locked": bool(locked),
     })
 
 
@@ -84,7 +89,8 @@ class FileURLs:
 
 
 class SessionMemory:
-    """What the UI last sent each browser session (by id), so unchanged pictures are not sent again."""
+    """What the UI last sent each browser session (by id), so unchanged pictures are not sent again; and each
+    session's lock."""
 
     def __init__(self, size: int = 512):
         self.size = size
@@ -98,6 +104,12 @@ class SessionMemory:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return item
+
+    def lock(self, session_id: str) -> threading.Lock:
+        """The session's lock: its edits run one after the other, other sessions' meanwhile."""
+        item = self.of(session_id)
+        with self._lock:
+            return item.setdefault("lock", threading.Lock())
 
     def changed(self, session_id: str, name: str, signature) -> bool:
         """True (and remembered) when `signature` differs from what was last sent as `name`."""

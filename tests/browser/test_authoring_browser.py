@@ -4,9 +4,24 @@ import json
 import re
 from pathlib import Path
 
+from authoring.store import Editor, Store
 from tests.browser.test_lab_browser import canvas_point, choose_dropdown, click_canvas, wait_canvas
 
 CANVAS = "#auth-screenshot .zc"
+# Save and Mark wrong are shown ahead (ui/static/authoring.js); this holds once the server's answer is drawn
+SETTLED = "() => !document.body.dataset.authPending && !document.querySelector('#auth-states tr[data-pending]')"
+
+
+def app_store(app_server) -> Store:
+    """The app's own annotation store, opened from the test: what was really saved."""
+    return Store(Path(app_server.log_path).parent / "authoring" / "annotations.sqlite")
+
+
+def record_status_shown_ahead(page) -> None:
+    """Record the edited row's status right after each click's own handlers (window.statusAtClick)."""
+    page.evaluate("""() => { window.statusAtClick = [];
+        document.addEventListener('click', () => window.statusAtClick.push(
+            (document.querySelector('#auth-states tr.auth-here') || {dataset: {}}).dataset.status || ''), true); }""")
 
 
 def element_box(app_server, screen: str, label: str):
@@ -209,13 +224,16 @@ def test_draw_pick_and_type_a_target_box(page, app_server):
     assert page.locator(f"{CANVAS} rect.zc-box").get_attribute("data-box") == "10,20,300,400"
 
 
-def test_save_marks_the_step_it_is_on_and_each_recovery_step_keeps_its_state(page):
+def test_save_marks_the_step_it_is_on_and_each_recovery_step_keeps_its_state(page, app_server):
     open_tab(page)
     choose_trajectory(page, "browse_shared_with_me", step=2)
     page.click("#auth-save")
     page.wait_for_function("() => (document.querySelector('#auth-states tr[data-step=\"2\"][data-part=\"step\"]') || "
                            "{dataset: {}}).dataset.status === 'done'")
-    assert state_of(page, 1, "step") == "draft"
+    page.wait_for_function(SETTLED)
+    assert state_of(page, 2, "step") == "done" and state_of(page, 1, "step") == "draft"
+    steps = app_store(app_server).steps("browse_shared_with_me")
+    assert [s.info.status for s in steps[:2]] == ["draft", "done"]  # saved in the store, not only shown
 
     page.click("#auth-wrong")  # the proposed neighbour; recovery 1 waits for its screenshot
     wait_text(page, "#auth-header", "editing wrong action")
@@ -230,11 +248,39 @@ def test_save_marks_the_step_it_is_on_and_each_recovery_step_keeps_its_state(pag
     page.click("#auth-save")
     page.wait_for_function("() => (document.querySelector('#auth-states tr[data-step=\"2\"][data-part=\"recovery 1\"]') || "
                            "{dataset: {}}).dataset.status === 'done'")
+    page.wait_for_function(SETTLED)
+    assert state_of(page, 2, "recovery 1") == "done"
     assert state_of(page, 2, "wrong action") == "draft"
     assert state_of(page, 2, "recovery 2") == "draft"
     assert state_of(page, 2, "step") == "done"
+    correction = app_store(app_server).corrections("browse_shared_with_me")[-1]
+    assert correction.info.status == "draft" and [r.status for r in correction.recovery] == ["done", "draft"]
 
     page.reload()  # the states live in the store
     open_tab(page)
     choose_trajectory(page, "browse_shared_with_me")
     assert [state_of(page, 2, part) for part in ("step", "wrong action", "recovery 1")] == ["done", "draft", "done"]
+
+
+def test_a_refused_save_comes_back_as_stored_with_its_sentence(page, app_server):
+    open_tab(page)
+    choose_trajectory(page, "search_for_sales")
+    store = app_store(app_server)
+    step = store.steps("search_for_sales")[0]
+    store.edit("step", step.id, {"thinking": f"{step.thinking} (edited elsewhere)"}, step.info.version,
+               Editor("bob", "another-session"), 1)  # the page still shows the older version
+
+    record_status_shown_ahead(page)
+    page.click("#auth-save")
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("window.statusAtClick") == ["done"]  # shown at once, before the server answered
+    assert state_of(page, 1, "step") == "draft"  # the answer: not saved, the stored state again
+    warning = page.locator("#auth-notice .auth-warning").inner_text()
+    assert "bob saved this step" in warning and "not applied" in warning
+    assert app_store(app_server).steps("search_for_sales")[0].info.status == "draft"
+
+    page.click("#auth-save")  # the page now shows bob's version: this Save is applied
+    page.wait_for_function(SETTLED)
+    assert state_of(page, 1, "step") == "done"
+    assert app_store(app_server).steps("search_for_sales")[0].info.status == "done"
+    assert page.locator("#auth-notice .auth-warning").count() == 0

@@ -1,9 +1,12 @@
-"""The Lab and Authoring at laptop sizes: nothing overflows sideways, thumbnails are equal with full captions,
-the upload zone and the buttons do not overlap. Screenshots of both sizes are saved (docs/screenshots with
-UPDATE_SCREENSHOTS=1)."""
+"""Every tab at laptop sizes: nothing overflows sideways (the page, and every table's wrapper); in the Lab the
+thumbnails are equal with full captions; in Authoring the upload zone and the buttons do not overlap.
+Screenshots of both sizes are saved (docs/screenshots with UPDATE_SCREENSHOTS=1)."""
+import re
+
 import pytest
 
 from tests.browser.test_lab_browser import LAB_CANVAS, click_canvas
+from tests.browser.test_runs_browser import STORED_RUNS, choose, demo_server  # noqa: F401 (a fixture)
 
 SIZES = [(1280, 800), (1440, 900)]
 
@@ -22,14 +25,30 @@ OVERFLOWS = """() => {
 }"""
 
 
-@pytest.fixture(params=SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-def sized_page(request, browser, app_server):
-    width, height = request.param
+VISIBLE_TABLES = "() => [...document.querySelectorAll('table')].filter(t => t.offsetParent !== null).length"
+
+
+def sized(browser, url, size):
+    width, height = size
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.set_default_timeout(60_000)
-    page.goto(app_server.url)
-    yield page, f"{width}x{height}"
+    page.goto(url)
+    return context, page
+
+
+@pytest.fixture(params=SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def sized_page(request, browser, app_server):
+    context, page = sized(browser, app_server.url, request.param)
+    yield page, "{}x{}".format(*request.param)
+    context.close()
+
+
+@pytest.fixture(params=SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def sized_demo_page(request, browser, demo_server):
+    """The app as the Space runs it (--demo): the Runs tab lists its stored runs."""
+    context, page = sized(browser, demo_server.url, request.param)
+    yield page, "{}x{}".format(*request.param)
     context.close()
 
 
@@ -75,3 +94,32 @@ def test_authoring_fits_and_nothing_overlaps(sized_page, screenshot_path):
         apart = (upload["x"] + upload["width"] <= other["x"] or other["x"] + other["width"] <= upload["x"]
                  or upload["y"] + upload["height"] <= other["y"] or other["y"] + other["height"] <= upload["y"])
         assert apart, f"the upload zone overlaps {button}"
+
+
+def test_mask_inspector_fits_with_a_sample_and_the_audit(sized_page, screenshot_path):
+    page, size = sized_page
+    page.get_by_role("tab", name="Mask Inspector").click()
+    page.wait_for_selector("#mi-tokens .kt")
+    page.click("#mi-audit-button")
+    page.wait_for_selector("#mi-audit-summary")
+    page.wait_for_selector("#mi-problems table")
+    page.screenshot(path=str(screenshot_path(f"mask-inspector-{size}.png")), full_page=True)
+    assert page.evaluate(VISIBLE_TABLES) >= 2  # the audit's summary and its problem rows are checked
+    assert page.evaluate(OVERFLOWS) == []
+
+
+def test_runs_fits_with_the_stored_runs_and_a_comparison(sized_demo_page, screenshot_path):
+    page, size = sized_demo_page
+    page.get_by_role("tab", name="Runs").click()
+    page.wait_for_function(f"() => document.querySelectorAll('#runs-table tbody tr').length === {STORED_RUNS}")
+    page.screenshot(path=str(screenshot_path(f"runs-{size}.png")), full_page=True)
+    assert page.evaluate(OVERFLOWS) == []
+    page.get_by_role("tab", name="Compare 2–4 runs").click()
+    choose(page, "runs-compare", re.compile("lr 5e-3, r 8"))
+    choose(page, "runs-compare", re.compile("lr 1e-3, r 8"))
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => document.querySelectorAll('#compare-metrics tbody tr').length === 2")
+    page.wait_for_selector("#compare-config tbody tr")
+    page.screenshot(path=str(screenshot_path(f"runs-compare-{size}.png")), full_page=True)
+    assert page.evaluate(VISIBLE_TABLES) >= 3  # the runs list, the config and the metrics
+    assert page.evaluate(OVERFLOWS) == []

@@ -1,6 +1,7 @@
 // A screenshot that zooms (wheel, + - 0 1, buttons), pans (drag; Alt-drag or middle button in box mode) and takes
 // clicks, with its marks drawn here in SVG. Clicks are sent as pixels of the image file (abs-original), so the
 // server saves them without sending the screenshot back. Mounted by ui/canvas.py through gr.HTML's js_on_load.
+// The value may carry HTML panels for elsewhere on the page (one output instead of many) and images to load ahead.
 function mountZoomCanvas(element, trigger, props, watch) {
   const COLOURS = {step: '#00aa3c', wrong: '#e61414', recovery: '#1464f0', pending: '#faa000', target: '#00aa3c',
                    corner: '#faa000', point: '#1464f0', box: '#d0008c'};
@@ -20,6 +21,8 @@ function mountZoomCanvas(element, trigger, props, watch) {
   const empty = root.querySelector('.zc-empty');
   let data = {}, scale = 1, tx = 0, ty = 0, fitted = true, hovered = false;
   let sent = 0, corner = null, pending = null, press = null, band = null, shown = {w: 0, h: 0};
+  let panelRetries = 0, held = null;  // held: clicks drawn but not sent yet (see hold())
+  const ahead = new Map();  // URL -> Image being fetched and decoded, so a later swap shows it at once
 
   const parse = () => { try { return JSON.parse(props.value || '{}') || {}; } catch (error) { return {}; } };
   const width = () => data.width || img.naturalWidth || 1;
@@ -98,7 +101,8 @@ function mountZoomCanvas(element, trigger, props, watch) {
   function send(payload) {
     sent += 1;
     root.dataset.sent = sent;
-    trigger('click', {...payload, seq: sent, key: data.key || ''});
+    if (held) held.push({...payload, seq: sent});
+    else trigger('click', {...payload, seq: sent, key: data.key || ''});
   }
 
   function boxFrom(a, b) {
@@ -203,6 +207,33 @@ function mountZoomCanvas(element, trigger, props, watch) {
                                                                    at: performance.now()});
   });
 
+  // Panels go into the page's elements with data-zc-panel="<slot>"; an element changed since (an optimistic edit
+  // clears its zcHtml) is redrawn. Slots not mounted yet are retried for a few frames.
+  function applyPanels(panels) {
+    let missing = false;
+    for (const [slot, markup] of Object.entries(panels || {})) {
+      const places = document.querySelectorAll(`[data-zc-panel="${slot}"]`);
+      if (!places.length) missing = true;
+      for (const place of places) {
+        if (place.zcHtml !== markup) { place.innerHTML = markup; place.zcHtml = markup; }
+      }
+    }
+    if (missing && panelRetries++ < 120) requestAnimationFrame(() => applyPanels(data.panels));
+    else if (!missing) panelRetries = 0;
+  }
+
+  function loadAhead(urls) {
+    for (const url of urls || []) {
+      if (ahead.has(url) || url === img.getAttribute('src')) continue;
+      const picture = new Image();
+      picture.decoding = 'async';
+      picture.src = url;
+      if (picture.decode) picture.decode().catch(() => {});
+      ahead.set(url, picture);
+    }
+    while (ahead.size > 8) ahead.delete(ahead.keys().next().value);
+  }
+
   function update() {
     const next = parse(), before = data;
     // an answer to an older click does not undo a newer mark; another image or record starts afresh
@@ -222,6 +253,11 @@ function mountZoomCanvas(element, trigger, props, watch) {
     img.style.width = `${width()}px`; img.style.height = `${height()}px`;
     say();
     draw();
+    applyPanels(data.panels);
+    loadAhead(data.preload);
+    root.dataset.answered = data.answered || '';
+    root.dataset.locked = data.locked ? '1' : '';
+    root.dispatchEvent(new CustomEvent('zc-update', {bubbles: true, detail: data}));
   }
 
   const api = {
@@ -231,6 +267,16 @@ function mountZoomCanvas(element, trigger, props, watch) {
     // where image pixel (x, y)'s centre is on the page, for tests and benchmarks
     clientPoint(x, y) { const rect = view.getBoundingClientRect(); return [rect.left + tx + (x + 0.5) * scale, rect.top + ty + (y + 0.5) * scale]; },
     centreOn(x, y) { tx = view.clientWidth / 2 - (x + 0.5) * scale; ty = view.clientHeight / 2 - (y + 0.5) * scale; fitted = false; place(); },
+    // clicks are drawn (as `role`) but not sent until release(): what they edit is about to change
+    hold(role) { held = held || []; if (role) data.role = role; },
+    // send the held clicks, naming what the canvas shows now; release(false) drops them
+    release(sendThem = true) {
+      const clicks = held || [];
+      held = null;
+      if (sendThem) for (const click of clicks) trigger('click', {...click, key: data.key || ''});
+      else { data.marks = parse().marks; draw(); }
+    },
+    redrawPanels() { applyPanels(data.panels); },
   };
   root.zoomCanvas = api;
   watch('value', update);
