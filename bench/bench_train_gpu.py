@@ -51,9 +51,7 @@ OUR_ROWS = [
     ("long", "packed 4 / 24k, ckpt auto, eager", 4, 24576, "auto", False),
     ("demo", "packed 22 / 6k, ckpt off, compiled", 22, 6144, False, "auto"),
     ("long", "packed 4 / 12.4k, ckpt off, compiled", 4, 12400, False, "auto"),
-    ("demo", "packed 22 / 12k, ckpt off, compiled", 22, 12288, False, "auto"),
     ("demo", "packed 22 / 20k, ckpt on, compiled", 22, 20480, True, "auto"),
-    ("long", "packed 4 / 24k, ckpt on, compiled", 4, 24576, True, "auto"),
 ]
 GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
 MEMORY_GOAL_GIB = 24

@@ -29,16 +29,12 @@ def compile_blocks(model, backend: str = "inductor") -> int:
     return len(blocks)
 
 
-def stop_checkpointing_frozen_blocks(model) -> int:
+def stop_checkpointing_frozen_blocks(model) -> None:
     """Blocks without trainable weights (the vision tower under LLM-only LoRA) keep nothing for the backward
-    pass: checkpointing them saves nothing, and around compiled blocks it only adds a recompute to go wrong.
-    Returns how many were switched off."""
-    count = 0
+    pass: checkpointing them saves nothing, and around compiled blocks it only adds a recompute to go wrong."""
     for block in repeated_blocks(model):
         if getattr(block, "gradient_checkpointing", False) and not any(p.requires_grad for p in block.parameters()):
             block.gradient_checkpointing = False
-            count += 1
-    return count
 
 
 def compile_wanted(setting, cuda: bool) -> bool:

@@ -40,7 +40,7 @@ def varlen_usable(query) -> bool:
     return True
 
 
-VARLEN_TAKES_GQA = [False]  # set by register_packed_attention, outside any compiled code
+VARLEN_TAKES_GQA = False  # set by register_packed_attention, outside any compiled code
 
 
 def varlen_takes_gqa() -> bool:
@@ -59,7 +59,7 @@ def varlen_attention(module, query, key, value, boundaries, longest: int, causal
     q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)
     extra = {}
     if k.shape[1] != q.shape[1]:  # grouped-query attention: each key/value head serves a group of query heads
-        if VARLEN_TAKES_GQA[0]:
+        if VARLEN_TAKES_GQA:
             extra["enable_gqa"] = True
         else:
             groups = q.shape[1] // k.shape[1]
@@ -119,7 +119,8 @@ def register_packed_attention() -> None:
         lengths = (boundaries[1:] - boundaries[:-1]).tolist()  # precomputed on the CPU: no sync there
         return per_segment_sdpa(module, query, key, value, lengths, False, dropout, scaling, kwargs), None
 
-    VARLEN_TAKES_GQA[0] = varlen_takes_gqa()
+    global VARLEN_TAKES_GQA
+    VARLEN_TAKES_GQA = varlen_takes_gqa()
     AttentionInterface.register(PACKED_ATTENTION, packed_sdpa_attention)
     AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
     AttentionInterface.register(PACKED_VISION_ATTENTION, packed_vision_attention)

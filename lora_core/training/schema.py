@@ -179,7 +179,8 @@ FIELDS: list[Field] = [
           "trains alone; empty = no budget", "max tokens per micro-batch", minimum=1, nullable=True,
           extension=True),
     Field("training.compile", "switch", "auto", MEMORY_GROUP,
-          "torch.compile each decoder layer and vision block (dynamic shapes), fusing the elementwise work between GEMMs; auto: on a CUDA GPU, off on a CPU", "compile blocks", extension=True),
+          "torch.compile each decoder layer and vision block (dynamic shapes), fusing the elementwise work "
+          "between GEMMs; auto: on a CUDA GPU, off on a CPU", "compile blocks", extension=True),
     Field("training.use_4bit", "bool", False, MEMORY_GROUP, "bitsandbytes NF4; needs CUDA (§8.6.7)"),
     Field("training.sft.bf16", "switch", "auto", MEMORY_GROUP, "auto: bf16 on a GPU that has it, fp32 otherwise"),
     Field("training.sft.fp16", "bool", False, MEMORY_GROUP, "needs CUDA"),

@@ -221,7 +221,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
           f"{checkpointing.reason}); {batches}", flush=True)
     if is_main:
         folder.update_status(gradient_checkpointing=checkpointing.as_status(), packing=config.training.packing,
-                             max_tokens_per_batch=config.training.max_tokens_per_batch, compiled_blocks=compiled_blocks,
+                             max_tokens_per_batch=config.training.max_tokens_per_batch,
+                             compiled_blocks=compiled_blocks,
                              precision=str(next(model.parameters()).dtype).replace("torch.", ""))
     from transformers.trainer_callback import PrinterCallback
 
@@ -263,9 +264,10 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
 
         folder.update_status(state="evaluating")
         eval_loss = folder.last_eval_loss()
-        result = evaluate_items(trainer.model, data.val, pixel_cache, encoder, info, config,
-                                stop_check=lambda: STOP_REQUESTED.is_set() or folder.stop_requested(),
-                                eval_loss=eval_loss)
+        with torch.compiler.set_stance("force_eager"):  # generation would recompile the blocks per length
+            result = evaluate_items(trainer.model, data.val, pixel_cache, encoder, info, config,
+                                    stop_check=lambda: STOP_REQUESTED.is_set() or folder.stop_requested(),
+                                    eval_loss=eval_loss)
         write_evaluation(folder, result, settings, trained_settings=settings)
     folder.update_status(state="finished", finished_at=time.time(), eta_s=0,
                          message=f"Finished {state.global_step} steps in {time.time() - started:.0f} s.")

@@ -161,7 +161,7 @@ def make_trainer_class():
             keep = inputs.get("trained_positions")
             if keep is None:
                 keep = trained_positions(labels)
-            left_out = ("labels", "trained_positions", SEGMENTS_KEY) if self.compiled else ("labels", "trained_positions")
+            left_out = ("labels", "trained_positions") + ((SEGMENTS_KEY,) if self.compiled else ())
             model_inputs = {k: v for k, v in inputs.items() if k not in left_out}
             with self.bf16_lora(model):
                 outputs = model(**model_inputs, logits_to_keep=keep)
