@@ -52,6 +52,8 @@ OUR_ROWS = [
     ("demo", "packed 22 / 6k, ckpt off, compiled", 22, 6144, False, "auto"),
     ("long", "packed 4 / 12.4k, ckpt off, compiled", 4, 12400, False, "auto"),
     ("demo", "packed 22 / 20k, ckpt on, compiled", 22, 20480, True, "auto"),
+    ("demo", "packed 22 / 8.7k, ckpt auto, compiled", 22, 8704, "auto", "auto"),
+    ("long", "packed 4 / 12.4k, ckpt auto, compiled", 4, 12400, "auto", "auto"),
 ]
 GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
 MEMORY_GOAL_GIB = 24

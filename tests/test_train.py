@@ -258,3 +258,44 @@ def test_exceptions_map_to_reasons():
 
     reason, message = classify_exception(CheckpointError("torch.utils.checkpoint: Recomputed values ..."))
     assert reason == "error" and "training.compile to false" in message
+
+
+def test_compile_auto_falls_back_to_eager_blocks_when_a_recompute_fails(monkeypatch, capsys):
+    """The CheckpointError is raised by hand: the real one needs compiled blocks on a CUDA GPU (it was seen on
+    an H200 with a micro-batch split into packs of different sample counts). Under compile: auto the pack is
+    redone eager with the step's gradients cleared; under compile: true the error propagates."""
+    import torch
+    from torch.utils.checkpoint import CheckpointError
+    from transformers import Trainer
+    from transformers.trainer_callback import TrainerState
+
+    from lora_core.training.trainer import make_trainer_class
+
+    calls = []
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        calls.append(torch.compiler.is_compiling())
+        if len(calls) == 1:
+            raise CheckpointError("torch.utils.checkpoint: Recomputed values for the following tensors ...")
+        return torch.tensor(1.5)
+
+    monkeypatch.setattr(Trainer, "training_step", training_step)
+    trainer_class = make_trainer_class()
+    trainer = trainer_class.__new__(trainer_class)
+    trainer.state = TrainerState()
+    trainer.state.global_step = 6
+    model = torch.nn.Linear(2, 2)
+    model.weight.grad = torch.ones(2, 2)
+    trainer.compiled, trainer.eager_fallback = True, True
+    try:
+        assert float(trainer.pack_step(model, {}, None)) == 1.5
+    finally:
+        torch.compiler.set_stance("default")
+    assert len(calls) == 2 and model.weight.grad is None
+    assert trainer.compiled is False and trainer.fell_back_at == 7
+    assert "run eager from here" in capsys.readouterr().out
+
+    calls.clear()
+    trainer.compiled, trainer.eager_fallback = True, False
+    with pytest.raises(CheckpointError):
+        trainer.pack_step(model, {}, None)

@@ -210,6 +210,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     trainer.train_collator, trainer.counter = train_collator, counter
     compiled_blocks = compile_blocks(model) if compile_wanted(config.training.compile, cuda) else 0
     trainer.compiled = bool(compiled_blocks)
+    trainer.eager_fallback = config.training.compile == "auto"
     checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda)  # compiled if so
     if compiled_blocks:
         print(f"compile: {compiled_blocks} decoder layers and vision blocks compiled (torch.compile, dynamic "
@@ -237,7 +238,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     if compiled_blocks and is_main:
         from lora_core.training.compiled import compile_stats
 
-        stats = compile_stats()
+        stats = dict(compile_stats(), eager_from_step=trainer.fell_back_at)
         folder.update_status(compile_stats=stats)
         print(f"compile: {stats['graphs']} graphs, {stats['graph_breaks']} graph breaks", flush=True)
     stopped = sync.decided  # the same on every rank (a rank's own SIGTERM does not count)

@@ -105,6 +105,8 @@ def make_trainer_class():
         train_collator = None
         counter = None
         compiled = False  # blocks under torch.compile: no Python segment lengths reach them
+        eager_fallback = False  # training.compile auto: a checkpointed recompute that fails turns compiling off
+        fell_back_at: int | None = None  # the step it happened at
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -149,9 +151,29 @@ def make_trainer_class():
             for number, pack in enumerate(packs):
                 later_packs = number < len(packs) - 1 and self.accelerator.num_processes > 1
                 with self.accelerator.no_sync(model) if later_packs else contextlib.nullcontext():
-                    loss = super().training_step(model, pack, num_items_in_batch)
+                    loss = self.pack_step(model, pack, num_items_in_batch)
                 total = loss if total is None else total + loss
             return total
+
+        def pack_step(self, model, pack, num_items_in_batch):
+            """One pack's forward and backward. Under `compile: auto`, a CheckpointError (torch.compile picked
+            another graph for the recompute than for the forward pass) makes every block run eager from then on
+            and redoes the pack; the failure comes at the last layer's recompute, before any LoRA weight's
+            gradient, but this step's earlier packs are dropped with the partial gradients."""
+            try:
+                return super().training_step(model, pack, num_items_in_batch)
+            except Exception as error:
+                if type(error).__name__ != "CheckpointError" or not (self.compiled and self.eager_fallback):
+                    raise
+            import torch
+
+            torch.compiler.set_stance("force_eager")
+            self.compiled, self.fell_back_at = False, self.state.global_step + 1
+            model.zero_grad(set_to_none=True)
+            print(f"compile: checkpointing recomputed a compiled block with another graph at step "
+                  f"{self.fell_back_at}; the blocks run eager from here (training.compile: false says so up "
+                  "front). This step keeps only the gradients of its packs from here on.", flush=True)
+            return super().training_step(model, pack, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = without_counts(inputs)
