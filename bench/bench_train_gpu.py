@@ -222,7 +222,14 @@ def run_plain(plain: Path, model: Path, encoded: Path, batches: list[int], steps
     command = [sys.executable, str(plain), str(model), str(encoded), "--batch", *map(str, batches),
                "--steps", str(steps), "--profile"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    rows = []
+    for line in done.stdout.splitlines():
+        try:  # the recipe prints one JSON object per batch; libraries may print dicts of their own
+            row = json.loads(line) if line.startswith("{") else None
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and ("batch" in row or "error" in row):
+            rows.append(row)
     if done.returncode != 0 or not rows:
         rows.append({"scenario": f"plain-{encoded.stem}", "error": done.stderr[-1500:]})
     return rows
