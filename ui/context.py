@@ -26,23 +26,13 @@ class AppContext:
         self._model_ready = threading.Event()
         self.recipe_bar = None  # ui.recipe.RecipeBar, set when the page is built
         self._resolving = False
-        self._demo_lock = threading.Lock()
-        self._demo = None
         if resolve_now:
             self.start_resolving()
 
     def start_resolving(self) -> None:
-        """Draws the demo data and resolves the model in the background; events that need either wait for it."""
         if not self._resolving:
             self._resolving = True
-            threading.Thread(target=self._prepare_demo, name="prepare-demo", daemon=True).start()
             threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
-
-    def _prepare_demo(self) -> None:
-        try:
-            self.demo
-        except Exception:  # the event that needs the demo draws it again and reports the error
-            pass
 
     @property
     def view_only(self) -> bool:
@@ -86,15 +76,11 @@ class AppContext:
 
         return RunManager(self.workspace, demo=self.demo_mode)
 
-    @property
+    @cached_property
     def demo(self):
-        """The demo data, drawn into the workspace on first use (once, whichever thread asks first)."""
-        with self._demo_lock:
-            if self._demo is None:
-                from demo import ensure_demo_data
+        from demo import ensure_demo_data
 
-                self._demo = ensure_demo_data(self.workspace)
-            return self._demo
+        return ensure_demo_data(self.workspace)
 
     @cached_property
     def store(self):
