@@ -156,10 +156,9 @@ def make_trainer_class():
             return total
 
         def pack_step(self, model, pack, num_items_in_batch):
-            """One pack's forward and backward. Under `compile: auto`, a CheckpointError (torch.compile picked
-            another graph for the recompute than for the forward pass) makes every block run eager from then on
-            and redoes the pack; the failure comes at the last layer's recompute, before any LoRA weight's
-            gradient, but this step's earlier packs are dropped with the partial gradients."""
+            """One pack's forward and backward. Under `compile: auto`, a CheckpointError (the recompute ran
+            another compiled graph than the forward pass) makes every block run eager from then on: the step's
+            gradients so far are cleared and the pack is redone."""
             try:
                 return super().training_step(model, pack, num_items_in_batch)
             except Exception as error:
@@ -170,9 +169,9 @@ def make_trainer_class():
             torch.compiler.set_stance("force_eager")
             self.compiled, self.fell_back_at = False, self.state.global_step + 1
             model.zero_grad(set_to_none=True)
-            print(f"compile: checkpointing recomputed a compiled block with another graph at step "
-                  f"{self.fell_back_at}; the blocks run eager from here (training.compile: false says so up "
-                  "front). This step keeps only the gradients of its packs from here on.", flush=True)
+            print(f"compile: at step {self.fell_back_at} checkpointing recomputed a compiled block with another "
+                  "graph; the blocks run eager from here, and this step keeps only the gradients of its packs from "
+                  "here on (training.compile: false avoids compiling at all)", flush=True)
             return super().training_step(model, pack, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
