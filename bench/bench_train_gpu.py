@@ -41,7 +41,8 @@ LOG_EVERY = 5  # a log reads the loss back (a sync): tokens/s is taken between l
 CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
                     "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
 PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
-# Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile)
+# Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile
+# [, vision_cache]); checkpointing auto checkpoints as many decoder layers as the memory goal needs
 OUR_ROWS = [
     ("demo", "packed 22 / 20k, ckpt auto, compiled", 22, 20480, "auto", "auto"),
     ("demo", "packed 22 / 6k, ckpt auto, compiled", 22, 6144, "auto", "auto"),
@@ -54,6 +55,8 @@ OUR_ROWS = [
     ("demo", "packed 22 / 20k, ckpt on, compiled", 22, 20480, True, "auto"),
     ("demo", "packed 22 / 8.7k, ckpt auto, compiled", 22, 8704, "auto", "auto"),
     ("long", "packed 4 / 12.4k, ckpt auto, compiled", 4, 12400, "auto", "auto"),
+    ("demo", "packed 22 / 4k, ckpt auto, compiled", 22, 4096, "auto", "auto"),
+    ("demo", "packed 22 / 6k, ckpt auto, compiled, no vision cache", 22, 6144, "auto", "auto", False),
 ]
 GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
 MEMORY_GOAL_GIB = 24
@@ -114,7 +117,7 @@ def long_dataset(workspace: Path, history_answers: int = 70) -> Path:
 
 
 def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto",
-                    compile_blocks="auto"):
+                    compile_blocks="auto", vision_cache="auto"):
     from lora_core.training.config import LLM_TARGETS, RunConfig
 
     config = RunConfig()
@@ -130,6 +133,7 @@ def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None 
     config.training.max_dim = 1024
     config.training.gradient_checkpointing = checkpointing
     config.training.compile = compile_blocks
+    config.training.vision_cache = vision_cache
     config.training.memory_budget_gib = MEMORY_GOAL_GIB
     config.training.max_tokens_per_batch = budget
     config.data.val_fraction = 0.0
@@ -198,7 +202,7 @@ def run_ours(workspace: Path, name: str, config, data: Path | None, profile: boo
     result = {"exit": code, "state": status.get("state"), "wall_s": round(time.time() - started, 1),
               "peak_gib": status.get("peak_gpu_memory_gib"), "reserved_gib": status.get("peak_gpu_reserved_gib"),
               "checkpointing": status.get("gradient_checkpointing"), "precision": status.get("precision"),
-              "compile": status.get("compile_stats")}
+              "compile": status.get("compile_stats"), "vision_cache": status.get("vision_cache")}
     warm = [m for m in logs if m["step"] >= WARMUP_STEPS]
     watched = range(PROFILE_AT, PROFILE_AT + 3) if profile else range(0)
     # gaps between logs, leaving out the one holding the profiled steps (the profiler slows what it watches)
@@ -216,6 +220,16 @@ def run_ours(workspace: Path, name: str, config, data: Path | None, profile: boo
         result["profile"] = json.loads((folder / "profile.json").read_text())
     result["log_tail"] = run.log_tail(20 if code != 0 or status.get("state") != "finished" else 6)
     return result
+
+
+def checkpointing_taken(result: dict) -> str:
+    """What checkpointing auto chose, for the settings column."""
+    choice = result.get("checkpointing") or {}
+    if choice.get("setting") != "auto":
+        return ""
+    if not choice.get("on"):
+        return " → off"
+    return f" → first {choice['layers']} layers" if choice.get("layers") is not None else " → every layer"
 
 
 def run_plain(plain: Path, model: Path, encoded: Path, batches: list[int], steps: int) -> list[dict]:
@@ -293,11 +307,12 @@ def main() -> None:
 
     if args.only != "plain":
         for index in args.rows:  # in the order asked
-            scenario, label, batch, budget, checkpointing, compiled = OUR_ROWS[index]
-            config = scenario_config(model, args.steps, batch, budget, checkpointing, compiled)
+            scenario, label, *settings = OUR_ROWS[index]
+            config = scenario_config(model, args.steps, *settings)
             result = run_ours(args.workspace, f"ours-{scenario}-{index}", config, data[scenario],
                               profile=cuda and args.steps > 13 and not args.no_profile)
-            record({**result, "scenario": scenario, "trainer": "ours", "settings": f"{label}, accumulation 1"})
+            record({**result, "scenario": scenario, "trainer": "ours",
+                    "settings": f"{label}{checkpointing_taken(result)}, accumulation 1"})
     if args.only != "ours" and cuda:
         plain = args.plain or ROOT.parent / "shared" / "bench" / "plain_recipe.py"
         plain_batches = PLAIN_BATCHES

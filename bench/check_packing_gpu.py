@@ -44,7 +44,9 @@ def main() -> int:
 
     packing.varlen_attention = counted
     cache = PixelCache(encoder)
-    pack = PackingCollator(cache, packing.RopePositions(model, encoder.special.image_pad), None)(items)["packs"][0]
+    # empty trailing slots and a run-wide length bound, as training packs them: the varlen kernel must skip them
+    pack = PackingCollator(cache, packing.RopePositions(model, encoder.special.image_pad), None,
+                           slots=len(items) + 3, longest=6200)(items)["packs"][0]
     padded = Collator(cache, takes_token_types(model))
 
     def on_gpu(batch):

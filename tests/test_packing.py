@@ -232,3 +232,93 @@ def test_compiled_blocks_train_what_eager_blocks_train(setup, embedded_path):
     for name, reference in eager_grads.items():
         scale = max(1.0, float(reference.abs().max()))
         assert float((compiled_grads[name] - reference).abs().max()) <= TOLERANCE * scale, name
+
+
+def test_padded_boundaries_and_a_run_wide_bound_change_no_loss(setup):
+    """Packs with empty trailing slots and the run's longest sample as the length bound (one compiled graph for
+    every pack) give the losses of the plain pack."""
+    import torch
+
+    model, items, _, packing = setup
+    plain = packing(items[:2])["packs"][0]
+    fixed = type(packing)(packing.pixel_cache, packing.rope, None, slots=6, longest=4000)(items[:2])["packs"][0]
+    assert fixed["packed_cu_seqlens"].shape == (7,) and fixed["packed_max_length"] == 4000
+    assert fixed["packed_cu_seqlens"].tolist()[2:] == [plain["input_ids"].shape[1]] * 5
+    with torch.no_grad():
+        for compiled_like in (False, True):  # compiled blocks get boundaries only, no Python lengths
+            drop = ("packed_segments",) if compiled_like else ()
+            mine = per_sample_losses(model, {k: v for k, v in fixed.items() if k not in drop},
+                                     samples=fixed["packed_segments"])
+            reference = per_sample_losses(model, plain)
+            assert [round(float(a), 4) for a in mine] == [round(float(b), 4) for b in reference]
+
+
+def trainer_for(model, tmp_path, cache=None):
+    from transformers import TrainingArguments
+
+    from lora_core.training.trainer import make_trainer_class
+
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, report_to=[],
+                             use_cpu=True, bf16=False)
+    trainer = make_trainer_class()(model=model, args=args)
+    trainer.vision_cache = cache
+    return trainer
+
+
+def test_vision_cache_skips_the_frozen_tower_and_changes_no_loss_or_gradient(setup, tmp_path):
+    from lora_core.training.packing import IMAGES_KEY
+    from lora_core.training.vision_cache import VisionCache, vision_cache_wanted
+
+    model, items, _, packing = setup
+    model.train()
+    assert vision_cache_wanted("auto", model) and not vision_cache_wanted(False, model)
+    pack = packing(items)["packs"][0]
+    assert len(pack[IMAGES_KEY]) == pack["image_grid_thw"].shape[0] > 0
+
+    def loss_and_gradients(trainer, pack):
+        model.zero_grad()
+        loss = trainer.compute_loss(model, pack, num_items_in_batch=100)
+        loss.backward()
+        return float(loss.detach()), lora_gradients(model)
+
+    reference_loss, reference_grads = loss_and_gradients(trainer_for(model, tmp_path), pack)
+    cache = VisionCache(model)
+    try:
+        tower_calls = []
+        tower = cache.tower_forward
+        cache.tower_forward = lambda *a, **k: tower_calls.append(1) or tower(*a, **k)
+        trainer = trainer_for(model, tmp_path, cache)
+        first_loss, _ = loss_and_gradients(trainer, pack)
+        stripped = cache.strip_pixels(pack)
+        assert stripped["pixel_values"].shape[0] == 0 and "cu_seqlens" not in stripped  # nothing to copy
+        cached_loss, cached_grads = loss_and_gradients(trainer, stripped)
+        assert len(tower_calls) == 1 and cache.stats()["hits"] == 1
+        assert cache.stats()["screenshots"] == len({key for key, _ in pack[IMAGES_KEY]})
+    finally:
+        cache.close()
+    for loss in (first_loss, cached_loss):
+        assert abs(loss - reference_loss) <= TOLERANCE * max(1.0, abs(reference_loss))
+    for name, reference in reference_grads.items():
+        assert float((cached_grads[name] - reference).abs().max()) <= TOLERANCE * max(1.0, float(reference.abs().max()))
+
+
+def test_vision_cache_is_off_while_a_vision_weight_trains(setup):
+    from lora_core.training.vision_cache import vision_cache_wanted, vision_tower
+
+    model = setup[0]
+    weight = next(vision_tower(model).parameters())
+    weight.requires_grad_(True)
+    try:
+        assert not vision_cache_wanted("auto", model) and not vision_cache_wanted(True, model)
+    finally:
+        weight.requires_grad_(False)
+
+
+def test_partial_checkpointing_counts_the_layers_the_budget_needs():
+    from lora_core.training.memory import layers_to_checkpoint
+
+    # 4 GiB of weights, 28 GiB of activations over 28 layers, margin 1: 24 GiB leaves room for 20 layers' worth
+    assert layers_to_checkpoint(32, 4, 24, 28, margin=1.0) == 9  # 8 needed, one for safety
+    assert layers_to_checkpoint(20, 4, 24, 28, margin=1.0) == 0  # fits without
+    assert layers_to_checkpoint(1000, 4, 24, 28, margin=1.0) == 28  # never more than all
+    assert layers_to_checkpoint(32, 4, 24, 28) > 9  # the optimizer margin asks for more

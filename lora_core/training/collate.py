@@ -27,10 +27,15 @@ class PixelCache:
         self.entries: OrderedDict = OrderedDict()
         self.bytes = 0
 
+    @staticmethod
+    def key(path, geom) -> tuple:
+        """One screenshot at one size: the same pixels, and the same frozen vision tower output."""
+        return str(path), geom.pre_width, geom.pre_height, geom.resized_width, geom.resized_height
+
     def pixels(self, path: Path, geom):
         from lora_core.data.images import open_screenshot
 
-        key = (str(path), geom.pre_width, geom.pre_height, geom.resized_width, geom.resized_height)
+        key = self.key(path, geom)
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
@@ -118,15 +123,19 @@ class Collator:
 class PackingCollator:
     """A micro-batch of samples → packs of at most `max_tokens` tokens each (lora_core.training.packing)."""
 
-    def __init__(self, pixel_cache: PixelCache, rope, max_tokens: int | None):
+    def __init__(self, pixel_cache: PixelCache, rope, max_tokens: int | None, slots: int | None = None,
+                 longest: int | None = None):
+        """`slots` (samples a pack may hold) and `longest` (the run's longest sample) give every pack the same
+        boundary shape and length bound, so compiled blocks run one graph for all of them."""
         self.pixel_cache, self.rope, self.max_tokens = pixel_cache, rope, max_tokens
+        self.slots, self.longest = slots, longest
 
     def __call__(self, items: list[Encoded]) -> dict:
         from lora_core.training.packing import packed_row, split_into_packs
 
         packs = []
         for group in split_into_packs([len(item.input_ids) for item in items], self.max_tokens):
-            row = packed_row([items[i] for i in group], self.pixel_cache, self.rope)
+            row = packed_row([items[i] for i in group], self.pixel_cache, self.rope, self.slots, self.longest)
             row["trained_positions"] = trained_positions(row["labels"])
             packs.append(row)
         return {"packs": packs, **batch_counts(items)}

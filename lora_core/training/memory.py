@@ -1,7 +1,9 @@
 """gradient_checkpointing: auto. One trial step of the run's largest micro-batch without checkpointing, on the
-GPU; checkpointing goes on only when that step's peak passes the memory budget (or runs out of memory)."""
+GPU. Within the memory budget it stays off; above it, only as many decoder layers are checkpointed as the budget
+needs (each one frees its share of the trial's activations), all of them when the trial ran out of memory."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 BUDGET_SHARE = 0.9  # of the GPU's memory, when training.memory_budget_gib is empty
@@ -15,10 +17,39 @@ class CheckpointingChoice:
     trial_peak_gib: float | None = None
     budget_gib: float | None = None
     reason: str = ""
+    layers: int | None = None  # decoder layers checkpointed (the first ones); None: every layer when on
 
     def as_status(self) -> dict:
         return {"on": self.on, "setting": self.setting, "trial_peak_gib": self.trial_peak_gib,
-                "budget_gib": self.budget_gib, "reason": self.reason}
+                "budget_gib": self.budget_gib, "reason": self.reason, "layers": self.layers}
+
+
+def layers_to_checkpoint(peak_gib: float, resting_gib: float, budget_gib: float, layers: int,
+                         margin: float = OPTIMIZER_MARGIN) -> int:
+    """Decoder layers to checkpoint so that (resting + the activations left) × margin fits the budget, each
+    checkpointed layer freeing 1/layers of the trial's activations (peak − resting), and one more for safety.
+    Counting every activation as a layer's (logits, embeddings) errs on the side of checkpointing more."""
+    activations = peak_gib - resting_gib
+    if peak_gib * margin <= budget_gib or activations <= 0:
+        return 0
+    share = 1 - (budget_gib / margin - resting_gib) / activations
+    return min(layers, max(0, math.ceil(share * layers) + 1))
+
+
+def decoder_layers(model) -> list:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(base, "model", base)
+    return list(getattr(getattr(inner, "language_model", None), "layers", []) or [])
+
+
+def apply_checkpointed_layers(model, layers: int | None) -> None:
+    """After the Trainer has switched checkpointing on everywhere: off again past the first `layers` decoder
+    layers."""
+    if layers is None:
+        return
+    for layer in decoder_layers(model)[layers:]:
+        if hasattr(layer, "gradient_checkpointing"):
+            layer.gradient_checkpointing = False
 
 
 def largest_micro_batch(items, collator, batch_size: int) -> dict:
@@ -29,8 +60,9 @@ def largest_micro_batch(items, collator, batch_size: int) -> dict:
     return max(packs, key=lambda pack: pack["input_ids"].numel()) if packs else batch
 
 
-def trial_peak_gib(trainer, batch) -> float:
-    """Peak GPU memory of one forward and backward of `batch` as the trainer computes it."""
+def trial_peak_gib(trainer, batch) -> tuple[float, float]:
+    """(peak, resting) GPU memory of one forward and backward of `batch` as the trainer computes it; resting is
+    what was allocated before it (the weights)."""
     import torch
 
     model = trainer.model
@@ -38,20 +70,25 @@ def trial_peak_gib(trainer, batch) -> float:
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    resting = torch.cuda.memory_allocated() / 2**30
     inputs = trainer._prepare_inputs(batch)
     try:
         with trainer.compute_loss_context_manager():
             loss = trainer.compute_loss(model, inputs)
         loss.backward()
         torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() / 2**30
+        return torch.cuda.max_memory_allocated() / 2**30, resting
     finally:
         model.zero_grad(set_to_none=True)
         del inputs
         torch.cuda.empty_cache()
 
 
-def choose_checkpointing(config, trainer, items, collator, cuda: bool) -> CheckpointingChoice:
+def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_gib: float = 0.0,
+                         partial: bool = True) -> CheckpointingChoice:
+    """`reserved_gib`: memory the run will hold beside the step (the vision cache); `partial`: some decoder
+    layers may stay uncheckpointed (only when the trial's activations are the decoder's, the vision tower
+    frozen)."""
     setting = config.training.gradient_checkpointing
     if setting != "auto":
         return CheckpointingChoice(bool(setting), setting, reason="set in the config")
@@ -63,12 +100,20 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool) -> Checkp
     budget = config.training.memory_budget_gib or round(BUDGET_SHARE * total, 1)
     batch = largest_micro_batch(items, collator, config.sft.per_device_train_batch_size)
     try:
-        peak = trial_peak_gib(trainer, batch) * OPTIMIZER_MARGIN
+        peak, resting = trial_peak_gib(trainer, batch)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory")
-    on = peak > budget
-    verdict = "above" if on else "within"
-    return CheckpointingChoice(on, setting, round(peak, 2), budget,
-                               f"a trial step of the largest micro-batch needs {peak:.1f} GiB without it, "
-                               f"{verdict} the {budget:g} GiB budget")
+    needed = peak * OPTIMIZER_MARGIN + reserved_gib
+    told = (f"a trial step of the largest micro-batch needs {needed:.1f} GiB without it"
+            + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
+    if needed <= budget:
+        return CheckpointingChoice(False, setting, round(needed, 2), budget, f"{told}, within the {budget:g} GiB budget")
+    layers = len(decoder_layers(trainer.model))
+    count = layers_to_checkpoint(peak, resting, budget - reserved_gib, layers) if partial and layers else layers
+    if count >= layers:
+        return CheckpointingChoice(True, setting, round(needed, 2), budget,
+                                   f"{told}, above the {budget:g} GiB budget: every layer")
+    return CheckpointingChoice(True, setting, round(needed, 2), budget,
+                               f"{told}, above the {budget:g} GiB budget: the first {count} of {layers} decoder "
+                               "layers, enough to fit", layers=count)

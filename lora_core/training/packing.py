@@ -25,6 +25,7 @@ PACKED_ATTENTION = "packed_sdpa"
 PACKED_VISION_ATTENTION = "packed_flash_vision"
 # Forwarded by the model's **kwargs down to every attention call (text): lengths as ints, boundaries as a tensor.
 SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY = "packed_segments", "packed_cu_seqlens", "packed_max_length"
+IMAGES_KEY = "packed_images"  # ((screenshot key, visual tokens), ...) in pixel order: for the vision cache
 VISION_ATTENTION_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
 
@@ -77,6 +78,8 @@ def per_segment_sdpa(module, query, key, value, lengths, causal: bool, dropout, 
 
     outputs, start = [], 0
     for length in lengths:
+        if not length:  # a pack's unused slot
+            continue
         end = start + length
         output, _ = sdpa_attention_forward(module, query[:, :, start:end], key[:, :, start:end],
                                            value[:, :, start:end], None, dropout=dropout, scaling=scaling,
@@ -207,17 +210,22 @@ class RopePositions:
         return self.cache[key]
 
 
-def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions) -> dict:
-    """One row holding `items` end to end: ids, labels, rope positions, pixels, segment lengths."""
+def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: int | None = None,
+               longest: int | None = None) -> dict:
+    """One row holding `items` end to end: ids, labels, rope positions, pixels, segment lengths.
+
+    With `slots`, the boundaries always hold slots + 1 entries (unused slots are empty sequences at the end);
+    `longest` bounds the segment lengths for the attention kernel. Packs then differ only in their length."""
     import torch
 
-    ids, labels, positions, pixels, grids = [], [], [], [], []
+    ids, labels, positions, pixels, grids, images = [], [], [], [], [], []
     for item in items:
         item_grids = []
         for path, geom in zip(item.sample.images, item.geometries):
             values, grid = pixel_cache.pixels(path, geom)
             pixels.append(values)
             item_grids.append(grid)
+            images.append((pixel_cache.key(path, geom), geom.visual_tokens))
         grids += item_grids
         ids.append(torch.tensor(item.input_ids, dtype=torch.long))
         item_labels = torch.tensor(item.labels, dtype=torch.long)
@@ -231,11 +239,13 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions) -> dict:
     boundaries = [0]
     for length in lengths:
         boundaries.append(boundaries[-1] + length)
+    boundaries += [boundaries[-1]] * max(0, (slots or 0) - len(lengths))
     row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
-                LONGEST_KEY: max(lengths)})
+                LONGEST_KEY: max(longest or 0, *lengths)})
     if pixels:
         row["pixel_values"] = torch.cat(pixels)
         row["image_grid_thw"] = torch.cat(grids)
+        row[IMAGES_KEY] = tuple(images)
         row.update(rope.vision_inputs(grids))
     return row
 

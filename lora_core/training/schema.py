@@ -181,6 +181,9 @@ FIELDS: list[Field] = [
     Field("training.compile", "switch", "auto", MEMORY_GROUP,
           "torch.compile each decoder layer and vision block (dynamic shapes), fusing the elementwise work "
           "between GEMMs; auto: on a CUDA GPU, off on a CPU", "compile blocks", extension=True),
+    Field("training.vision_cache", "switch", "auto", MEMORY_GROUP,
+          "keep each screenshot's vision tower output (and deepstack features) on the GPU after its first step, "
+          "up to 2 GiB; auto: on while no vision weight trains (packing only)", "vision cache", extension=True),
     Field("training.use_4bit", "bool", False, MEMORY_GROUP, "bitsandbytes NF4; needs CUDA (§8.6.7)"),
     Field("training.sft.bf16", "switch", "auto", MEMORY_GROUP, "auto: bf16 on a GPU that has it, fp32 otherwise"),
     Field("training.sft.fp16", "bool", False, MEMORY_GROUP, "needs CUDA"),

@@ -149,7 +149,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.training.memory import choose_checkpointing
     from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
-    from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
+    from lora_core.training.trainer import attach_lora, is_vision_parameter, load_base_model, make_trainer_class
+    from lora_core.training.vision_cache import VisionCache, expected_bytes, vision_cache_wanted
 
     cuda = torch.cuda.is_available()
     problems = launch_problems(config, cuda)
@@ -193,7 +194,9 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     if config.training.packing:
         use_packed_attention(model)
         train_collator = PackingCollator(pixel_cache, RopePositions(model, encoder.special.image_pad),
-                                         config.training.max_tokens_per_batch)
+                                         config.training.max_tokens_per_batch,
+                                         slots=config.sft.per_device_train_batch_size,
+                                         longest=max(len(item.input_ids) for item in data.train))
         if cuda:
             train_collator.warm(data.train)
     explicit_checkpointing = config.training.gradient_checkpointing
@@ -208,10 +211,19 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])
     trainer.train_collator, trainer.counter = train_collator, counter
+    vision_cache_gib = 0.0
+    if config.training.packing and vision_cache_wanted(config.training.vision_cache, model):
+        trainer.vision_cache = VisionCache(model)
+        vision_cache_gib = expected_bytes(data.train, model, trainer.vision_cache.max_bytes) / 2**30
+        print(f"vision cache: the vision tower is frozen, so each screenshot's output is computed once and kept on "
+              f"the {'GPU' if cuda else 'CPU'} (about {vision_cache_gib:.2f} GiB for this data)", flush=True)
     compiled_blocks = compile_blocks(model) if compile_wanted(config.training.compile, cuda) else 0
     trainer.compiled = bool(compiled_blocks)
     trainer.eager_fallback = config.training.compile == "auto"
-    checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda)  # compiled if so
+    checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda,  # compiled if so
+                                         reserved_gib=vision_cache_gib if cuda else 0.0,
+                                         partial=not any(p.requires_grad for n, p in model.named_parameters()
+                                                         if is_vision_parameter(n)))
     if compiled_blocks:
         print(f"compile: {compiled_blocks} decoder layers and vision blocks compiled (torch.compile, dynamic "
               "shapes); the first steps include compiling", flush=True)
@@ -229,7 +241,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
 
     trainer.remove_callback(PrinterCallback)  # the run folder callback prints one line per log event
     if checkpointing.on:
-        trainer.add_callback(frozen_blocks_callback())
+        trainer.add_callback(checkpointed_layers_callback(checkpointing.layers))
     if sync.decide():  # every rank, after the Trainer has set up the process group: they agree
         raise_stopped_before_training(folder, is_main)
     if cuda:
@@ -241,6 +253,11 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         stats = dict(compile_stats(), eager_from_step=trainer.fell_back_at)
         folder.update_status(compile_stats=stats)
         print(f"compile: {stats['graphs']} graphs, {stats['graph_breaks']} graph breaks", flush=True)
+    if trainer.vision_cache is not None and is_main:
+        stats = trainer.vision_cache.stats()
+        folder.update_status(vision_cache=stats)
+        print(f"vision cache: {stats['screenshots']} screenshots, {stats['gib']} GiB; the tower ran for "
+              f"{stats['misses']} packs and was skipped for {stats['hits']}", flush=True)
     stopped = sync.decided  # the same on every rank (a rank's own SIGTERM does not count)
     state = trainer.state
     if data.val and not stopped and callback.last_eval_step != state.global_step:
@@ -275,18 +292,21 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     return 0
 
 
-def frozen_blocks_callback():
-    """Once the Trainer has switched checkpointing on (when training starts), off again for frozen blocks."""
+def checkpointed_layers_callback(layers: int | None):
+    """Once the Trainer has switched checkpointing on (when training starts), off again for frozen blocks and
+    for the decoder layers past the first `layers` (None: every decoder layer stays checkpointed)."""
     from transformers import TrainerCallback
 
     from lora_core.training.compiled import stop_checkpointing_frozen_blocks
+    from lora_core.training.memory import apply_checkpointed_layers
 
-    class FrozenBlocksUncheckpointed(TrainerCallback):
+    class CheckpointedLayers(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             if model is not None:
                 stop_checkpointing_frozen_blocks(model)
+                apply_checkpointed_layers(model, layers)
 
-    return FrozenBlocksUncheckpointed()
+    return CheckpointedLayers()
 
 
 def set_checkpointing(args, on: bool) -> None:

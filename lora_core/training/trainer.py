@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lora_core.training.collate import FULL_LOGITS_ENV, trained_positions
 from lora_core.training.failures import RunFailure
-from lora_core.training.packing import SEGMENTS_KEY
+from lora_core.training.packing import IMAGES_KEY, SEGMENTS_KEY
 
 # 4-bit keeps the vision tower (and its mergers) and lm_head in bf16/fp16: quantising the vision tower costs
 # GUI grounding most (seed §4.3) and saves only ~0.6 GB on the 2B model.
@@ -83,9 +83,10 @@ def is_vision_parameter(name: str) -> bool:
 
 
 def without_counts(inputs: dict) -> dict:
+    """The batch without what never reaches the model: its counts and its screenshots' names."""
     from lora_core.training.collate import BATCH_COUNTS
 
-    return {k: v for k, v in inputs.items() if k not in BATCH_COUNTS}
+    return {k: v for k, v in inputs.items() if k not in BATCH_COUNTS and k != IMAGES_KEY}
 
 
 def make_trainer_class():
@@ -107,6 +108,7 @@ def make_trainer_class():
         compiled = False  # blocks under torch.compile: no Python segment lengths reach them
         eager_fallback = False  # training.compile auto: a checkpointed recompute that fails turns compiling off
         fell_back_at: int | None = None  # the step it happened at
+        vision_cache = None  # vision_cache.VisionCache while the vision tower is frozen
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -159,6 +161,8 @@ def make_trainer_class():
             """One pack's forward and backward. Under `compile: auto`, a CheckpointError (the recompute ran
             another compiled graph than the forward pass) makes every block run eager from then on: the step's
             gradients so far are cleared and the pack is redone."""
+            if self.vision_cache is not None:
+                pack = self.vision_cache.strip_pixels(pack)
             try:
                 return super().training_step(model, pack, num_items_in_batch)
             except Exception as error:
@@ -175,6 +179,8 @@ def make_trainer_class():
             return super().training_step(model, pack, num_items_in_batch)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.vision_cache is not None:
+                self.vision_cache.expect(inputs.get(IMAGES_KEY))
             inputs = without_counts(inputs)
             if os.environ.get(FULL_LOGITS_ENV):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)

@@ -1,0 +1,136 @@
+"""training.vision_cache: while no vision weight trains, the vision tower's output for a screenshot (its merged
+image embeddings and the deepstack features) is the same every epoch, so it is computed once and kept on the GPU.
+
+The collator names each pack's screenshots (`packing.IMAGES_KEY`); the trainer hands those names to the cache
+before the forward pass (`expect`). When every screenshot of a pack is cached, the pack's pixels are not copied
+to the GPU at all (`strip_pixels`) and the tower's forward returns the stored tensors; otherwise the tower runs on
+the whole pack and the new outputs are stored, up to `max_bytes`.
+"""
+from __future__ import annotations
+
+DEFAULT_MAX_GIB = 2.0
+VISION_INPUT_KEYS = ("pixel_values", "cu_seqlens", "max_seqlen", "interp_indices", "interp_weights")
+
+
+def vision_cache_wanted(setting, model) -> bool:
+    """auto: on when the vision tower has nothing to train and no dropout (its output is then fixed)."""
+    if not setting or setting == "false":
+        return False  # true acts as auto: a trained tower's output changes every step
+    visual = vision_tower(model)
+    if visual is None:
+        return False
+    frozen = not any(p.requires_grad for p in visual.parameters())
+    dropout = float(getattr(visual.config, "attention_dropout", 0.0) or 0.0) > 0
+    return frozen and not dropout
+
+
+def vision_tower(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(getattr(base, "model", base), "visual", None)
+
+
+def bytes_per_visual_token(model) -> int:
+    """Merged embedding plus one deepstack feature per deepstack layer, in the tower's dtype."""
+    visual = vision_tower(model)
+    config = visual.config
+    width = getattr(config, "out_hidden_size", None) or config.hidden_size
+    features = 1 + len(getattr(config, "deepstack_visual_indexes", None) or [])
+    return width * features * next(visual.parameters()).element_size()
+
+
+def expected_bytes(items, model, max_bytes: int) -> int:
+    """What the cache will hold after one epoch of `items`: each distinct screenshot once, capped."""
+    from lora_core.training.collate import PixelCache
+
+    tokens = {}
+    for item in items:
+        for path, geom in zip(item.sample.images, item.geometries):
+            tokens[PixelCache.key(path, geom)] = geom.visual_tokens
+    return min(max_bytes, sum(tokens.values()) * bytes_per_visual_token(model))
+
+
+class VisionCache:
+    """Wraps the vision tower's forward on this model instance (see the module docstring)."""
+
+    def __init__(self, model, max_bytes: int = int(DEFAULT_MAX_GIB * 2**30)):
+        self.visual = vision_tower(model)
+        self.tower_forward = self.visual.forward
+        self.visual.forward = self.forward
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.entries: dict = {}  # screenshot key → (embedding, [deepstack feature, ...])
+        self.pending = None
+        self.output_type = None  # the tower's own output class (or tuple), reused for cached outputs
+        self.hits = self.misses = 0
+
+    def close(self) -> None:
+        """The tower's own forward back, the stored outputs dropped."""
+        self.visual.__dict__.pop("forward", None)
+        self.entries.clear()
+        self.bytes = 0
+
+    def has_all(self, images) -> bool:
+        return bool(images) and all(key in self.entries for key, _ in images)
+
+    def strip_pixels(self, pack: dict) -> dict:
+        """The pack without its pixels and vision-tower inputs when the cache holds every screenshot in it."""
+        from lora_core.training.packing import IMAGES_KEY
+
+        if not self.has_all(pack.get(IMAGES_KEY)):
+            return pack
+        import torch
+
+        kept = {k: v for k, v in pack.items() if k not in VISION_INPUT_KEYS}
+        kept["pixel_values"] = torch.empty((0, pack["pixel_values"].shape[-1]), dtype=pack["pixel_values"].dtype)
+        return kept
+
+    def expect(self, images) -> None:
+        """The screenshots (key, visual tokens) of the next vision forward, in pixel order; None: unnamed."""
+        self.pending = images
+
+    def forward(self, hidden_states, *args, **kwargs):
+        images, self.pending = self.pending, None
+        if images and self.has_all(images):
+            self.hits += 1
+            return self.assemble(images, kwargs.get("return_dict", True))
+        output = self.tower_forward(hidden_states, *args, **kwargs)
+        if images:
+            self.misses += 1
+            self.store(images, output)
+        return output
+
+    @staticmethod
+    def parts(output):
+        """(merged embeddings, deepstack features) from the tower's output, in either of its release's forms."""
+        if hasattr(output, "pooler_output"):
+            return output.pooler_output, list(output.deepstack_features or [])
+        embeddings, deepstack = output[0], output[1]
+        return embeddings, list(deepstack)
+
+    def store(self, images, output) -> None:
+        self.output_type = type(output)
+        embeddings, deepstack = self.parts(output)
+        start = 0
+        for key, tokens in images:
+            end = start + tokens
+            size = tokens * (1 + len(deepstack)) * embeddings.element_size() * embeddings.shape[-1]
+            if key not in self.entries and self.bytes + size <= self.max_bytes:
+                self.entries[key] = (embeddings[start:end].detach().clone(),
+                                     [feature[start:end].detach().clone() for feature in deepstack])
+                self.bytes += size
+            start = end
+
+    def assemble(self, images, return_dict: bool):
+        """The stored outputs of `images`, concatenated, in the form the tower returns (no pre-merge states:
+        the model reads only the merged embeddings and the deepstack features)."""
+        import torch
+
+        embeddings = torch.cat([self.entries[key][0] for key, _ in images])
+        layers = len(self.entries[images[0][0]][1])
+        deepstack = [torch.cat([self.entries[key][1][layer] for key, _ in images]) for layer in range(layers)]
+        if return_dict and self.output_type is not None and hasattr(self.output_type, "pooler_output"):
+            return self.output_type(last_hidden_state=None, pooler_output=embeddings, deepstack_features=deepstack)
+        return embeddings, deepstack
+
+    def stats(self) -> dict:
+        return {"screenshots": len(self.entries), "gib": round(self.bytes / 2**30, 3), "hits": self.hits,
+                "misses": self.misses}
