@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 APP_TITLE = "Qwen3-VL LoRA workbench"
@@ -87,6 +89,7 @@ def tab_modules():
 
 
 def build_app(ctx):
+    """The page. It reads no demo data and loads no model: the tabs' load events fill in once those are ready."""
     import gradio as gr
 
     with gr.Blocks(title=APP_TITLE) as blocks:
@@ -116,6 +119,53 @@ def page_js() -> str | None:
     return "() => {" + "".join(f"({script})();" for script in scripts) + "}"
 
 
+class _NoStubWriting:
+    """Import hook: gradio's ComponentMeta re-derives and compares the .pyi type stub of every component class at
+    import (1.4 s of `import gradio`'s 3.3 s on 2 cores). The stubs only serve type checkers and ship with the
+    package, so this makes that step a no-op as gradio.component_meta loads."""
+
+    MODULE = "gradio.component_meta"
+
+    def find_spec(self, name, path, target=None):
+        if name != self.MODULE:
+            return None
+        from importlib.machinery import PathFinder
+
+        sys.meta_path.remove(self)
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module):
+            load(module)
+            if callable(getattr(module, "create_or_modify_pyi", None)):
+                module.create_or_modify_pyi = lambda *args, **kwargs: None
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def skip_gradio_stub_writing() -> None:
+    """Call before gradio is imported; does nothing once it is."""
+    if "gradio" not in sys.modules and not any(isinstance(f, _NoStubWriting) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoStubWriting())
+
+
+@contextmanager
+def server_app_made_at_launch():
+    """gradio builds its FastAPI app (80 routes, 0.2 s here) when a Blocks opens, when it closes and on queue();
+    launch() builds it once more and serves only that one. Inside this block the earlier builds are skipped."""
+    from gradio.routes import App
+
+    made = App.__dict__["create_app"]
+    App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        App.create_app = made
+
+
 def patient_localhost_check(seconds: float = 30) -> None:
     """gradio aborts the launch when one 3-second HEAD of its own page times out, which happens on a busy
     2-core machine; retry it for up to `seconds` before giving up."""
@@ -136,6 +186,7 @@ def patient_localhost_check(seconds: float = 30) -> None:
 
 
 def main(argv=None) -> None:
+    skip_gradio_stub_writing()
     args = parse_args(argv)
     auth = parse_auth(args.auth)
     from ui.context import AppContext
@@ -148,9 +199,10 @@ def main(argv=None) -> None:
     line = exposure_line(exposed, auth)
     if line:
         print(line, flush=True)
-    blocks = build_app(ctx)
+    with server_app_made_at_launch():
+        blocks = build_app(ctx).queue(default_concurrency_limit=4)
     patient_localhost_check()
-    blocks.queue(default_concurrency_limit=4).launch(
+    blocks.launch(
         server_name=args.host,
         server_port=args.port,
         auth=auth,
@@ -163,7 +215,7 @@ def main(argv=None) -> None:
         run_history=False,
         prevent_thread_lock=True,
     )
-    ctx.start_resolving()  # torch, transformers and the model load once the page is served
+    ctx.start_resolving()  # the demo is drawn, torch, transformers and the model load once the page is served
     blocks.block_thread()
 
 

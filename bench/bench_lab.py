@@ -5,16 +5,10 @@
 from __future__ import annotations
 
 import io
-import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from common import ROOT, machine, median_seconds, report
+from common import machine, median_seconds, report
 
 
 def bench_geometry() -> None:
@@ -90,37 +84,11 @@ def bench_lab_render(workspace: Path) -> None:
     report("  … including PNG encoding of the screenshot and 3 views", seconds, None, runs)
 
 
-def first_http_200(workspace: Path, port: int) -> float:
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--workspace", str(workspace)],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
-                    if response.status == 200:
-                        return time.perf_counter() - start
-            except OSError:
-                time.sleep(0.05)
-            if time.perf_counter() - start > 60:
-                raise RuntimeError("no answer within 60 s")
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
 def bench_cold_start(repeats: int = 5) -> None:
-    from tests.server import free_port
+    """`python app.py` to its first HTTP 200, new and existing workspace: bench/bench_startup.py."""
+    import bench_startup
 
-    fresh, warm = [], []
-    for _ in range(repeats):
-        workspace = Path(tempfile.mkdtemp(prefix="bench-cold-"))
-        fresh.append(first_http_200(workspace, free_port()))
-        time.sleep(1)  # let the background model build finish writing
-        warm.append(first_http_200(workspace, free_port()))
-        shutil.rmtree(workspace, ignore_errors=True)
-    report("cold start to first HTTP 200, new workspace", statistics.median(fresh), "≤ 8 s", fresh)
-    report("cold start to first HTTP 200, existing workspace", statistics.median(warm), "≤ 8 s", warm)
+    bench_startup.main(["--repeats", str(repeats)])
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ OUR_ROWS = [
     ("long", "packed 4 / 12.4k, ckpt auto, compiled", 4, 12400, "auto", "auto"),
     ("demo", "packed 22 / 4k, ckpt auto, compiled", 22, 4096, "auto", "auto"),
     ("demo", "packed 22 / 6k, ckpt auto, compiled, no vision cache", 22, 6144, "auto", "auto", False),
+    ("demo", "packed 22 / 6k, ckpt auto, compiled, activations 0.5", 22, 6144, "auto", "auto", "auto", 0.5),
+    ("long", "packed 4 / 6.2k, ckpt auto, compiled, activations 0.5", 4, 6200, "auto", "auto", "auto", 0.5),
+    ("demo", "packed 22 / 20k, ckpt auto, compiled, activations 0.5", 22, 20480, "auto", "auto", "auto", 0.5),
 ]
 GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
 MEMORY_GOAL_GIB = 24
@@ -117,7 +120,7 @@ def long_dataset(workspace: Path, history_answers: int = 70) -> Path:
 
 
 def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto",
-                    compile_blocks="auto", vision_cache="auto"):
+                    compile_blocks="auto", vision_cache="auto", activation_budget=None):
     from lora_core.training.config import LLM_TARGETS, RunConfig
 
     config = RunConfig()
@@ -134,6 +137,7 @@ def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None 
     config.training.gradient_checkpointing = checkpointing
     config.training.compile = compile_blocks
     config.training.vision_cache = vision_cache
+    config.training.activation_memory_budget = activation_budget
     config.training.memory_budget_gib = MEMORY_GOAL_GIB
     config.training.max_tokens_per_batch = budget
     config.data.val_fraction = 0.0

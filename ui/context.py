@@ -9,12 +9,12 @@ from lora_core.qwen.checkpoint import EMBEDDED_MODEL, ModelInfo, read_model_info
 
 
 class AppContext:
-    """Resolves the model in the background so the app serves its first page at once."""
+    """Draws the demo and resolves the model in the background so the app serves its first page at once."""
 
     def __init__(self, workspace: Path, model: str | None = None, demo_mode: bool = False, exposed: bool = False,
                  authenticated: bool = False, resolve_now: bool = True):
-        """resolve_now=False: the caller starts the model's resolution (`start_resolving`) once the server
-        answers, so importing torch and transformers does not hold up the first page."""
+        """resolve_now=False: the caller starts the demo's drawing and the model's resolution (`start_resolving`)
+        once the server answers, so neither Pillow's drawing nor importing torch holds up the first page."""
         self.workspace = Path(workspace).resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
         self.model_arg = model or EMBEDDED_MODEL
@@ -26,13 +26,25 @@ class AppContext:
         self._model_ready = threading.Event()
         self.recipe_bar = None  # ui.recipe.RecipeBar, set when the page is built
         self._resolving = False
+        self._demo_lock = threading.Lock()
+        self._demo = None
+        self._store_lock = threading.Lock()
+        self._store = None
         if resolve_now:
             self.start_resolving()
 
     def start_resolving(self) -> None:
+        """Draws the demo data and resolves the model in the background; events that need either wait for it."""
         if not self._resolving:
             self._resolving = True
+            threading.Thread(target=self._prepare_demo, name="prepare-demo", daemon=True).start()
             threading.Thread(target=self._resolve_model, name="resolve-model", daemon=True).start()
+
+    def _prepare_demo(self) -> None:
+        try:
+            self.demo
+        except Exception:  # the event that needs the demo draws it again and reports the error
+            pass
 
     @property
     def view_only(self) -> bool:
@@ -76,21 +88,29 @@ class AppContext:
 
         return RunManager(self.workspace, demo=self.demo_mode)
 
-    @cached_property
+    @property
     def demo(self):
-        from demo import ensure_demo_data
+        """The demo data, drawn into the workspace on first use (once, whichever thread asks first; the others wait)."""
+        with self._demo_lock:
+            if self._demo is None:
+                from demo import ensure_demo_data
 
-        return ensure_demo_data(self.workspace)
+                self._demo = ensure_demo_data(self.workspace)
+            return self._demo
 
-    @cached_property
+    @property
     def store(self):
-        """The annotation store (workspace/authoring/annotations.sqlite), seeded with the demo on first use."""
-        from authoring.demo import seed_demo
-        from authoring.store import Store
+        """The annotation store (workspace/authoring/annotations.sqlite), opened and seeded with the demo on first
+        use (once, whichever thread asks first)."""
+        with self._store_lock:
+            if self._store is None:
+                from authoring.demo import seed_demo
+                from authoring.store import Store
 
-        store = Store(self.workspace / "authoring" / "annotations.sqlite")
-        seed_demo(store, self.demo)
-        return store
+                store = Store(self.workspace / "authoring" / "annotations.sqlite")
+                seed_demo(store, self.demo)
+                self._store = store
+            return self._store
 
     @staticmethod
     def annotator_name(request=None, typed: str | None = None) -> str:

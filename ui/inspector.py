@@ -258,6 +258,11 @@ def dataset_notes(dataset: Dataset) -> list[str]:
     return notes
 
 
+def offers_store(ctx) -> bool:
+    """Whether the context has an annotation store, told without opening it (opening draws and seeds the demo)."""
+    return hasattr(type(ctx), "store") or getattr(ctx, "store", None) is not None
+
+
 def store_source(ctx) -> Source | None:
     """The annotation store's samples, when the Authoring side offers them (see the issue note)."""
     store = getattr(ctx, "store", None)
@@ -660,7 +665,7 @@ def build(ctx, blocks: gr.Blocks) -> None:
                     path_box = gr.Textbox(label="dataset path on this machine (images resolve beside it)",
                                           elem_id="mi-path")
                     path_button = gr.Button("Load", size="sm", elem_id="mi-path-button")
-                if getattr(ctx, "store", None) is not None:
+                if offers_store(ctx):
                     with gr.Tab("Annotation store"):
                         store_button = gr.Button("Load the annotation store's samples", size="sm")
                 else:

@@ -23,6 +23,7 @@ from lora_core.analysis.resolution import (
     targets_under_one_cell,
     tokens_per_setting,
 )
+from demo.screens import SCREENS
 from ui.canvas import CANVAS_CSS, FileURLs, click_box, click_point, canvas_value, zoom_canvas
 from ui.lab_view import LAB_CSS, ModelViewFiles, report_table, views_html
 
@@ -127,7 +128,7 @@ Token counts are computed by transformers' own <code>smart_resize</code> and equ
 
 def build(ctx, blocks: gr.Blocks) -> None:
     """The Resolution Lab tab."""
-    demo_names = [screen.name for screen in ctx.demo.screens]
+    demo_names = [name for name, _ in SCREENS]  # known without drawing the demo, which happens after launch
     first_demo = "files_root" if "files_root" in demo_names else demo_names[0]
     shot_state = gr.State(None)
 

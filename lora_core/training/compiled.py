@@ -14,10 +14,17 @@ def repeated_blocks(model) -> list:
     return blocks
 
 
-def compile_blocks(model, backend: str = "inductor") -> int:
+def compile_blocks(model, backend: str = "inductor", activation_budget: float | None = None) -> int:
     """Compile every repeated block in place; returns how many. Dynamo's cache must hold an entry per block
-    kind and shape class, not just the default 8, or later blocks would silently run eager."""
+    kind and shape class, not just the default 8, or later blocks would silently run eager. `activation_budget`:
+    the share of each block's activations the compiled backward keeps (the partitioner recomputes the rest,
+    cheapest first)."""
     import torch
+
+    if activation_budget is not None:
+        import torch._functorch.config as functorch_config
+
+        functorch_config.activation_memory_budget = activation_budget
 
     blocks = repeated_blocks(model)
     dynamo = torch._dynamo.config

@@ -181,6 +181,10 @@ FIELDS: list[Field] = [
     Field("training.compile", "switch", "auto", MEMORY_GROUP,
           "torch.compile each decoder layer and vision block (dynamic shapes), fusing the elementwise work "
           "between GEMMs; auto: on a CUDA GPU, off on a CPU", "compile blocks", extension=True),
+    Field("training.activation_memory_budget", "float", None, MEMORY_GROUP,
+          "compiled blocks keep this share of their activations for the backward pass and recompute the cheapest "
+          "of the rest (torch's activation_memory_budget); empty = keep all", "compiled activation share",
+          minimum=0.05, maximum=1.0, nullable=True, extension=True),
     Field("training.vision_cache", "switch", "auto", MEMORY_GROUP,
           "keep each screenshot's vision tower output (and deepstack features) on the GPU after its first step, "
           "up to 2 GiB; auto: on while no vision weight trains (packing only)", "vision cache", extension=True),

@@ -217,7 +217,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         vision_cache_gib = expected_bytes(data.train, model, trainer.vision_cache.max_bytes) / 2**30
         print(f"vision cache: the vision tower is frozen, so each screenshot's output is computed once and kept on "
               f"the {'GPU' if cuda else 'CPU'} (about {vision_cache_gib:.2f} GiB for this data)", flush=True)
-    compiled_blocks = compile_blocks(model) if compile_wanted(config.training.compile, cuda) else 0
+    compiled_blocks = (compile_blocks(model, activation_budget=config.training.activation_memory_budget)
+                       if compile_wanted(config.training.compile, cuda) else 0)
     trainer.compiled = bool(compiled_blocks)
     trainer.eager_fallback = config.training.compile == "auto"
     checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda,  # compiled if so

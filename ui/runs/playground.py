@@ -29,9 +29,12 @@ def source_choices(ctx, with_none: bool) -> list[tuple[str, str]]:
     return ([("none", NONE_CHOICE)] if with_none else []) + choices
 
 
-def demo_steps(ctx) -> list[tuple[str, str]]:
-    return [(f"{t.id} · step {i + 1}: {t.task[:60]}", f"{t.id}|{i}") for t in ctx.demo.trajectories
-            for i in range(len(t.steps))]
+def demo_steps() -> list[tuple[str, str]]:
+    """The demo trajectories' steps, read from their definition: the demo is drawn only after launch."""
+    from demo.trajectories import TRAJECTORIES
+
+    return [(f"{trajectory_id} · step {i + 1}: {task[:60]}", f"{trajectory_id}|{i}")
+            for trajectory_id, task, steps in TRAJECTORIES for i in range(len(steps))]
 
 
 def demo_step_fill(ctx, key: str):
@@ -111,7 +114,7 @@ def build(ctx):
                 "background process.", elem_classes="runs-note")
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            demo_pick = gr.Dropdown(demo_steps(ctx), label="Pick a demo step (screenshot, task and history)",
+            demo_pick = gr.Dropdown(demo_steps(), label="Pick a demo step (screenshot, task and history)",
                                     elem_id="play-demo-step")
             upload = gr.File(label="…or upload a screenshot (PNG/JPEG)", file_types=["image"], type="filepath",
                              height=80, elem_id="play-upload")
