@@ -250,7 +250,8 @@ def test_padded_boundaries_and_a_run_wide_bound_change_no_loss(setup):
             mine = per_sample_losses(model, {k: v for k, v in fixed.items() if k not in drop},
                                      samples=fixed["packed_segments"])
             reference = per_sample_losses(model, plain)
-            assert [round(float(a), 4) for a in mine] == [round(float(b), 4) for b in reference]
+            for a, b in zip(mine, reference, strict=True):
+                assert abs(float(a) - float(b)) <= TOLERANCE * max(1.0, abs(float(b)))
 
 
 def trainer_for(model, tmp_path, cache=None):
@@ -303,7 +304,8 @@ def test_vision_cache_skips_the_frozen_tower_and_changes_no_loss_or_gradient(set
 
 
 def test_vision_cache_is_off_while_a_vision_weight_trains(setup):
-    from lora_core.training.vision_cache import vision_cache_wanted, vision_tower
+    from lora_core.training.compiled import vision_tower
+    from lora_core.training.vision_cache import vision_cache_wanted
 
     model = setup[0]
     weight = next(vision_tower(model).parameters())

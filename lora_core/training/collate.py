@@ -126,7 +126,7 @@ class PackingCollator:
     def __init__(self, pixel_cache: PixelCache, rope, max_tokens: int | None, slots: int | None = None,
                  longest: int | None = None):
         """`slots` (samples a pack may hold) and `longest` (the run's longest sample) give every pack the same
-        boundary shape and length bound, so compiled blocks run one graph for all of them."""
+        boundary shape and length bound, so packs of other sample counts need no new compiled graph for them."""
         self.pixel_cache, self.rope, self.max_tokens = pixel_cache, rope, max_tokens
         self.slots, self.longest = slots, longest
 

@@ -1,17 +1,32 @@
 """training.compile: each repeated block (the LLM's decoder layers and the vision tower's blocks) compiled by
 torch.compile with dynamic shapes. The elementwise work between the GEMMs (RMSNorm, rope, SiLU, LoRA dropout
-and scaling, residual adds, casts) then runs fused, and the compiled backward keeps fewer activations. Blocks
-share one compiled graph per kind, and a pack of any length reuses it."""
+and scaling, residual adds, casts) then runs fused, and the compiled backward keeps fewer activations. Shapes are
+dynamic, so packs of other lengths reuse a block's graphs."""
 from __future__ import annotations
+
+
+def inner_model(model):
+    """The Qwen-VL model inside a PEFT wrapper and the generation head (it owns language_model and visual)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "model", base)
+
+
+def decoder_layers(model) -> list:
+    return list(getattr(getattr(inner_model(model), "language_model", None), "layers", []) or [])
+
+
+def vision_tower(model):
+    return getattr(inner_model(model), "visual", None)
+
+
+def vision_trains(model) -> bool:
+    visual = vision_tower(model)
+    return visual is not None and any(p.requires_grad for p in visual.parameters())
 
 
 def repeated_blocks(model) -> list:
     """The decoder layers of the language model and the blocks of the vision tower, PEFT-wrapped or not."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(base, "model", base)
-    blocks = list(getattr(getattr(inner, "language_model", None), "layers", []) or [])
-    blocks += list(getattr(getattr(inner, "visual", None), "blocks", []) or [])
-    return blocks
+    return decoder_layers(model) + list(getattr(vision_tower(model), "blocks", []) or [])
 
 
 def compile_blocks(model, backend: str = "inductor", activation_budget: float | None = None) -> int:

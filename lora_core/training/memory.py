@@ -36,15 +36,11 @@ def layers_to_checkpoint(peak_gib: float, resting_gib: float, budget_gib: float,
     return min(layers, max(0, math.ceil(share * layers) + 1))
 
 
-def decoder_layers(model) -> list:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(base, "model", base)
-    return list(getattr(getattr(inner, "language_model", None), "layers", []) or [])
-
-
 def apply_checkpointed_layers(model, layers: int | None) -> None:
     """After the Trainer has switched checkpointing on everywhere: off again past the first `layers` decoder
     layers."""
+    from lora_core.training.compiled import decoder_layers
+
     if layers is None:
         return
     for layer in decoder_layers(model)[layers:]:
@@ -109,6 +105,8 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
             + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
     if needed <= budget:
         return CheckpointingChoice(False, setting, round(needed, 2), budget, f"{told}, within the {budget:g} GiB budget")
+    from lora_core.training.compiled import decoder_layers
+
     layers = len(decoder_layers(trainer.model))
     count = layers_to_checkpoint(peak, resting, budget - reserved_gib, layers) if partial and layers else layers
     if count >= layers:

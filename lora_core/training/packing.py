@@ -215,7 +215,7 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
     """One row holding `items` end to end: ids, labels, rope positions, pixels, segment lengths.
 
     With `slots`, the boundaries always hold slots + 1 entries (unused slots are empty sequences at the end);
-    `longest` bounds the segment lengths for the attention kernel. Packs then differ only in their length."""
+    `longest` bounds the segment lengths for the attention kernel: neither changes with the pack's sample count."""
     import torch
 
     ids, labels, positions, pixels, grids, images = [], [], [], [], [], []

@@ -145,11 +145,11 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.qwen.checkpoint import read_model_info, resolve_model_path
     from lora_core.training.callbacks import StopSync, TrainCounter, make_callback
     from lora_core.training.collate import Collator, ItemDataset, PackingCollator, PixelCache, takes_token_types
-    from lora_core.training.compiled import compile_blocks, compile_wanted
+    from lora_core.training.compiled import compile_blocks, compile_wanted, vision_trains
     from lora_core.training.memory import choose_checkpointing
     from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
-    from lora_core.training.trainer import attach_lora, is_vision_parameter, load_base_model, make_trainer_class
+    from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
     from lora_core.training.vision_cache import VisionCache, expected_bytes, vision_cache_wanted
 
     cuda = torch.cuda.is_available()
@@ -223,8 +223,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     trainer.eager_fallback = config.training.compile == "auto"
     checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda,  # compiled if so
                                          reserved_gib=vision_cache_gib if cuda else 0.0,
-                                         partial=not any(p.requires_grad for n, p in model.named_parameters()
-                                                         if is_vision_parameter(n)))
+                                         partial=not vision_trains(model))
     if compiled_blocks:
         print(f"compile: {compiled_blocks} decoder layers and vision blocks compiled (torch.compile, dynamic "
               "shapes); the first steps include compiling", flush=True)

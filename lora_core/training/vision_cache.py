@@ -8,6 +8,8 @@ the whole pack and the new outputs are stored, up to `max_bytes`.
 """
 from __future__ import annotations
 
+from lora_core.training.compiled import vision_trains, vision_tower
+
 DEFAULT_MAX_GIB = 2.0
 VISION_INPUT_KEYS = ("pixel_values", "cu_seqlens", "max_seqlen", "interp_indices", "interp_weights")
 
@@ -17,16 +19,9 @@ def vision_cache_wanted(setting, model) -> bool:
     if not setting or setting == "false":
         return False  # true acts as auto: a trained tower's output changes every step
     visual = vision_tower(model)
-    if visual is None:
+    if visual is None or vision_trains(model):
         return False
-    frozen = not any(p.requires_grad for p in visual.parameters())
-    dropout = float(getattr(visual.config, "attention_dropout", 0.0) or 0.0) > 0
-    return frozen and not dropout
-
-
-def vision_tower(model):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return getattr(getattr(base, "model", base), "visual", None)
+    return not float(getattr(visual.config, "attention_dropout", 0.0) or 0.0) > 0
 
 
 def bytes_per_visual_token(model) -> int:
