@@ -324,3 +324,21 @@ def test_partial_checkpointing_counts_the_layers_the_budget_needs():
     assert layers_to_checkpoint(20, 4, 24, 28, margin=1.0) == 0  # fits without
     assert layers_to_checkpoint(1000, 4, 24, 28, margin=1.0) == 28  # never more than all
     assert layers_to_checkpoint(32, 4, 24, 28) > 9  # the optimizer margin asks for more
+
+
+def test_training_loss_builds_no_kv_cache_even_when_the_config_asks_for_one(setup, tmp_path):
+    """A KV cache in a training forward is never read, and each layer's cache entry made compiled blocks
+    recompile once per layer (28 graphs on Qwen3-VL-2B)."""
+    from lora_core.training.compiled import inner_model
+
+    model, items, _, packing = setup
+    model.train()
+    text_config = inner_model(model).language_model.config
+    assert text_config.use_cache is False  # load_base_model turns it off where the text model reads it
+    text_config.use_cache = True
+    try:
+        loss, outputs = trainer_for(model, tmp_path).compute_loss(model, packing(items[:2])["packs"][0],
+                                                                  return_outputs=True, num_items_in_batch=10)
+    finally:
+        text_config.use_cache = False
+    assert getattr(outputs, "past_key_values", None) is None and float(loss) > 0

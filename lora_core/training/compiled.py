@@ -59,6 +59,52 @@ def stop_checkpointing_frozen_blocks(model) -> None:
             block.gradient_checkpointing = False
 
 
+def at_thread_count(checkpoint_function, threads: int):
+    """`checkpoint_function` whose recompute runs at `threads` torch threads, the forward pass's count.
+
+    The recompute runs on the autograd engine's thread. A thread started after another one set torch's thread
+    count (the DataLoader's pin-memory thread sets 1) takes that count, and dynamo guards on it: the compiled
+    block then recompiles in the middle of the backward pass, and the new graph may save other tensors than the
+    forward's did (torch.utils.checkpoint's CheckpointError)."""
+    import torch
+
+    def checkpointed(function, *args, **kwargs):
+        def at_forward_thread_count(*inner_args, **inner_kwargs):
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+            return function(*inner_args, **inner_kwargs)
+
+        return checkpoint_function(at_forward_thread_count, *args, **kwargs)
+
+    return checkpointed
+
+
+def checkpoints_outside_compiled_code() -> bool:
+    """Whether transformers checkpoints a layer around its compiled call (releases whose GradientCheckpointingLayer
+    overrides __call__), so that the recompute enters dynamo again; later releases checkpoint inside `forward`,
+    which dynamo traces into the graph."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return "__call__" in GradientCheckpointingLayer.__dict__
+
+
+def keep_thread_count_in_recompute(model) -> int:
+    """Checkpointed compiled blocks recompute at the forward pass's thread count (see `at_thread_count`);
+    returns the blocks changed. Call once the Trainer has switched checkpointing on."""
+    import torch
+
+    if not checkpoints_outside_compiled_code():
+        return 0
+    threads, changed = torch.get_num_threads(), 0
+    for block in repeated_blocks(model):
+        function = getattr(block, "_gradient_checkpointing_func", None)
+        if getattr(block, "gradient_checkpointing", False) and function is not None \
+                and getattr(block, "_compiled_call_impl", None) is not None:
+            block._gradient_checkpointing_func = at_thread_count(function, threads)
+            changed += 1
+    return changed
+
+
 def compile_wanted(setting, cuda: bool) -> bool:
     """auto: on a CUDA GPU only (on the CPU compiling costs more than it saves)."""
     return cuda if setting == "auto" else bool(setting)

@@ -294,10 +294,11 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
 
 def checkpointed_layers_callback(layers: int | None):
     """Once the Trainer has switched checkpointing on (when training starts), off again for frozen blocks and
-    for the decoder layers past the first `layers` (None: every decoder layer stays checkpointed)."""
+    for the decoder layers past the first `layers` (None: every decoder layer stays checkpointed); compiled
+    blocks recompute at the forward pass's thread count."""
     from transformers import TrainerCallback
 
-    from lora_core.training.compiled import stop_checkpointing_frozen_blocks
+    from lora_core.training.compiled import keep_thread_count_in_recompute, stop_checkpointing_frozen_blocks
     from lora_core.training.memory import apply_checkpointed_layers
 
     class CheckpointedLayers(TrainerCallback):
@@ -305,6 +306,7 @@ def checkpointed_layers_callback(layers: int | None):
             if model is not None:
                 stop_checkpointing_frozen_blocks(model)
                 apply_checkpointed_layers(model, layers)
+                keep_thread_count_in_recompute(model)
 
     return CheckpointedLayers()
 

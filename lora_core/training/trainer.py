@@ -37,7 +37,9 @@ def load_base_model(model_path: Path, config, cuda: bool):
             llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES)
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = load_model(model_path, **kwargs)
-    model.config.use_cache = False
+    for config_part in (model.config, getattr(model.config, "text_config", None)):  # the text model reads its own
+        if config_part is not None:
+            config_part.use_cache = False
     return model
 
 
@@ -191,7 +193,9 @@ def make_trainer_class():
             left_out = ("labels", "trained_positions") + ((SEGMENTS_KEY,) if self.compiled else ())
             model_inputs = {k: v for k, v in inputs.items() if k not in left_out}
             with self.bf16_lora(model):
-                outputs = model(**model_inputs, logits_to_keep=keep)
+                # No KV cache: training never reads it, and each layer's cache entry would make compiled
+                # blocks recompile once per layer.
+                outputs = model(**model_inputs, logits_to_keep=keep, use_cache=False)
             loss = next_token_loss(outputs.logits, labels, keep, num_items_in_batch)
             if num_items_in_batch is not None and self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes  # the count is summed over the processes
