@@ -11,8 +11,10 @@ of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.
   pixel budget), so both sides train the same tokens; the plain recipe runs at batch 1/8/22 (demo) and 1/2/4
   (long) with its own profile at batch 1.
 - Our trainer runs as the app launches it (`python -m lora_core.train`), with each row's settings in the table;
-  by default the two goal rows (compiled blocks, checkpointing auto), `--rows` picks others from OUR_ROWS (eager
-  blocks, smaller token budgets, checkpointing off). One row takes 2–3 minutes, most of it compiling.
+  by default the two goal rows (compiled blocks, checkpointing auto, the compiler keeping half of each block's
+  activations), `--rows` picks others from OUR_ROWS (eager blocks, other token budgets, checkpointing off). One
+  row takes 2–3 minutes, most of it compiling; the profiled window's profile.json also names where the host
+  spends its time (`host_top`, kernel launches and host syncs).
 - Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps, leaving out the
   logging interval that holds the 3 profiled steps; GPU busy is kernel time over wall time in that
   torch.profiler window, summed over every profiler row as plain_recipe.py --profile sums it (operator rows and
@@ -42,7 +44,8 @@ CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.ji
                     "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
 PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
 # Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile
-# [, vision_cache]); checkpointing auto checkpoints as many decoder layers as the memory goal needs
+# [, vision_cache[, activation_memory_budget]]); checkpointing auto checkpoints as many decoder layers as the
+# memory goal needs
 OUR_ROWS = [
     ("demo", "packed 22 / 20k, ckpt auto, compiled", 22, 20480, "auto", "auto"),
     ("demo", "packed 22 / 6k, ckpt auto, compiled", 22, 6144, "auto", "auto"),
@@ -60,8 +63,10 @@ OUR_ROWS = [
     ("demo", "packed 22 / 6k, ckpt auto, compiled, activations 0.5", 22, 6144, "auto", "auto", "auto", 0.5),
     ("long", "packed 4 / 6.2k, ckpt auto, compiled, activations 0.5", 4, 6200, "auto", "auto", "auto", 0.5),
     ("demo", "packed 22 / 20k, ckpt auto, compiled, activations 0.5", 22, 20480, "auto", "auto", "auto", 0.5),
+    ("demo", "packed 22 / 12k, ckpt auto, compiled, activations 0.5", 22, 12288, "auto", "auto", "auto", 0.5),
+    ("long", "packed 4 / 12.4k, ckpt auto, compiled, activations 0.5", 4, 12400, "auto", "auto", "auto", 0.5),
 ]
-GOAL_ROWS = (0, 2)  # one per scenario, the app's defaults for that batch
+GOAL_ROWS = (13, 14)  # one per scenario: the best measured (2026-12-04), see docs/BENCHMARKS.md
 MEMORY_GOAL_GIB = 24
 
 

@@ -178,9 +178,12 @@ class StepProfiler:
         import torch
 
         self.folder, self.steps = folder, 0
-        self.profile = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                                          torch.profiler.ProfilerActivity.CUDA])
-        torch.cuda.synchronize()
+        self.cuda = torch.cuda.is_available()
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+            torch.cuda.synchronize()
+        self.profile = torch.profiler.profile(activities=activities)
         self.profile.__enter__()
         self.started = time.perf_counter()
 
@@ -192,13 +195,24 @@ class StepProfiler:
         self.steps += 1
         if self.steps < self.STEPS:
             return False
-        torch.cuda.synchronize()
+        if self.cuda:
+            torch.cuda.synchronize()
         self.profile.__exit__(None, None, None)
         wall = time.perf_counter() - self.started
         events = self.profile.key_averages()
         gpu = sum(e.self_device_time_total for e in events) / 1e6
         top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
+        host_top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
+        counts = {e.key: e.count for e in events}
         (self.folder.path / "profile.json").write_text(json.dumps({
             "wall_3_steps_s": round(wall, 3), "gpu_kernel_s": round(gpu, 3), "gpu_busy": round(gpu / wall, 3),
-            "top": [(e.key[:60], round(e.self_device_time_total / 1e3, 1)) for e in top]}))
+            "top": [(e.key[:60], round(e.self_device_time_total / 1e3, 1)) for e in top],
+            # where the host spends the window (ms, calls): what the GPU waits for when it is not busy
+            "host_top": [(e.key[:60], round(e.self_cpu_time_total / 1e3, 1), e.count) for e in host_top],
+            "kernel_launches": sum(n for key, n in counts.items() if key in LAUNCH_EVENTS),
+            "host_syncs": sum(n for key, n in counts.items() if key in SYNC_EVENTS)}))
         return True
+
+
+LAUNCH_EVENTS = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
+SYNC_EVENTS = {"cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"}
