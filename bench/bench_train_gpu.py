@@ -5,6 +5,9 @@ projections.
     python bench/bench_train_gpu.py --plain PATH/plain_recipe.py [--steps 20] [--out bench/out/train_gpu]
     python bench/bench_train_gpu.py --tiny --steps 16         # a dry run on the CPU with the embedded model
 
+On a lent GPU machine, run it on the stack requirements.txt pins: `bash bench/device_wheels.sh` here makes .whl/
+(carry it), and the script's header gives the install line to put before the command there.
+
 Two scenarios: the demo trajectories at max_dim 1024 (one step per sample, ~750 tokens each) and "long" samples
 of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.2).
 - Our encoder writes both as the plain recipe's input (input_ids, labels, each image's pre-resize size and
