@@ -342,3 +342,52 @@ def test_training_loss_builds_no_kv_cache_even_when_the_config_asks_for_one(setu
     finally:
         text_config.use_cache = False
     assert getattr(outputs, "past_key_values", None) is None and float(loss) > 0
+
+
+def test_vision_prepass_lets_packs_carry_no_pixels_and_changes_no_loss(setup, tmp_path):
+    """The pre-pass stores every distinct screenshot's tower output; packs of cached screenshots then carry no
+    pixels and no tower inputs, the tower does not run in training, and the loss is the uncached one."""
+    from lora_core.training.collate import PackingCollator
+    from lora_core.training.packing import IMAGES_KEY
+    from lora_core.training.vision_cache import VisionCache
+
+    model, items, _, packing = setup
+    model.train()
+    reference = float(trainer_for(model, tmp_path).compute_loss(model, packing(items)["packs"][0],
+                                                                  num_items_in_batch=100))
+    cache = VisionCache(model)
+    try:
+        distinct = {packing.pixel_cache.key(p, g) for item in items for p, g in zip(item.sample.images, item.geometries)}
+        assert cache.fill(model, items, packing.pixel_cache, packing.rope, patches_per_call=1) == len(distinct) > 1
+        assert cache.fill(model, items, packing.pixel_cache, packing.rope) == 0  # nothing left to compute
+        collator = PackingCollator(packing.pixel_cache, packing.rope, None)
+        collator.cached_images = frozenset(cache.entries)
+        pack = collator(items)["packs"][0]
+        assert pack["pixel_values"].shape == (0, packing(items)["packs"][0]["pixel_values"].shape[1])
+        assert "cu_seqlens" not in pack and len(pack[IMAGES_KEY]) == pack["image_grid_thw"].shape[0]
+        tower_calls = []
+        tower = cache.tower_forward
+        cache.tower_forward = lambda *a, **k: tower_calls.append(1) or tower(*a, **k)
+        loss = float(trainer_for(model, tmp_path, cache).compute_loss(model, pack, num_items_in_batch=100))
+        assert not tower_calls and cache.stats()["hits"] == 1 and cache.stats()["filled_before_training"] == len(distinct)
+    finally:
+        cache.close()
+    assert abs(loss - reference) <= TOLERANCE * max(1.0, abs(reference))
+
+
+def test_vision_prepass_stops_at_the_cap_and_uncached_packs_keep_their_pixels(setup):
+    from lora_core.training.collate import PackingCollator
+    from lora_core.training.vision_cache import VisionCache, bytes_per_visual_token
+
+    model, items, _, packing = setup
+    first = items[0].geometries[0]
+    cache = VisionCache(model, max_bytes=first.visual_tokens * bytes_per_visual_token(model))
+    try:
+        assert cache.fill(model, items, packing.pixel_cache, packing.rope, patches_per_call=1) == 1
+        collator = PackingCollator(packing.pixel_cache, packing.rope, None)
+        collator.cached_images = frozenset(cache.entries)
+        mixed = collator(items)["packs"][0]
+        assert mixed["pixel_values"].shape[0] == int(mixed["image_grid_thw"].prod(-1).sum()) > 0
+        assert "cu_seqlens" in mixed
+    finally:
+        cache.close()

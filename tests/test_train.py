@@ -116,10 +116,24 @@ def test_adapter_reloads_with_peft(finished_run, manager, embedded_path):
     assert sorted(float(v.abs().sum()) for v in loaded_b) == pytest.approx(sorted(float(v.abs().sum()) for v in lora_b))
 
 
-def test_seed_warnings_in_the_log_are_recognised(finished_run, manager):
-    lines = manager.folder(finished_run[0]).log_tail(400)
-    found = recognised_warnings(lines)
-    assert "use_cache=True incompatible with gradient checkpointing" in {k.title for k in found if k.source == "seed §1"}
+CACHE_WARNING = "use_cache=True incompatible with gradient checkpointing"
+
+
+def test_seed_warnings_are_recognised_in_each_transformers_wording():
+    lines = ["`use_cache=True` is incompatible with gradient checkpointing. Setting `use_cache=False`.",  # seed §1
+             "Caching is incompatible with gradient checkpointing in Qwen3VLTextDecoderLayer. Setting "
+             "`use_cache=False`.",  # transformers 5.24
+             "step 3: loss 1.2"]
+    for line in lines[:2]:
+        found = recognised_warnings([line])
+        assert [k.title for k in found if k.source == "seed §1"] == [CACHE_WARNING], line
+        assert all(k.explanation for k in found)
+    assert recognised_warnings(lines[2:]) == []
+
+
+def test_our_runs_build_no_kv_cache_so_the_seed_cache_warning_is_gone(finished_run, manager):
+    found = recognised_warnings(manager.folder(finished_run[0]).log_tail(400))
+    assert CACHE_WARNING not in {k.title for k in found}
     assert all(k.explanation for k in found)
 
 

@@ -129,13 +129,15 @@ class PackingCollator:
         boundary shape and length bound, so packs of other sample counts need no new compiled graph for them."""
         self.pixel_cache, self.rope, self.max_tokens = pixel_cache, rope, max_tokens
         self.slots, self.longest = slots, longest
+        self.cached_images: frozenset = frozenset()  # screenshots the vision cache holds: no pixels made for them
 
     def __call__(self, items: list[Encoded]) -> dict:
         from lora_core.training.packing import packed_row, split_into_packs
 
         packs = []
         for group in split_into_packs([len(item.input_ids) for item in items], self.max_tokens):
-            row = packed_row([items[i] for i in group], self.pixel_cache, self.rope, self.slots, self.longest)
+            row = packed_row([items[i] for i in group], self.pixel_cache, self.rope, self.slots, self.longest,
+                             self.cached_images)
             row["trained_positions"] = trained_positions(row["labels"])
             packs.append(row)
         return {"packs": packs, **batch_counts(items)}

@@ -40,7 +40,8 @@ KNOWN_WARNINGS = [
                  "The tokenizer's special tokens differ from the model config; transformers aligned the config to "
                  "the tokenizer. Qwen uses ChatML (<|im_start|>/<|im_end|>) and has no BOS token, so "
                  "`bos_token_id: None` is correct (seed §1.1). Nothing to do."),
-    KnownWarning(r"use_cache=True.*incompatible with gradient checkpointing|use_cache.*checkpointing",
+    KnownWarning(r"use_cache=True.*incompatible with gradient checkpointing|use_cache.*checkpointing|"
+                 r"[Cc]aching is incompatible with gradient checkpointing",
                  "use_cache=True incompatible with gradient checkpointing",
                  "Gradient checkpointing recomputes activations, which cannot coexist with the KV cache, so the "
                  "cache is switched off for training. Expected; generation after training uses the cache again."),

@@ -211,11 +211,13 @@ class RopePositions:
 
 
 def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: int | None = None,
-               longest: int | None = None) -> dict:
+               longest: int | None = None, cached_images: frozenset = frozenset()) -> dict:
     """One row holding `items` end to end: ids, labels, rope positions, pixels, segment lengths.
 
     With `slots`, the boundaries always hold slots + 1 entries (unused slots are empty sequences at the end);
-    `longest` bounds the segment lengths for the attention kernel: neither changes with the pack's sample count."""
+    `longest` bounds the segment lengths for the attention kernel: neither changes with the pack's sample count.
+    When every screenshot of the row is in `cached_images` (the vision cache holds its tower output), the row's
+    pixels are an empty tensor and the tower's inputs are left out."""
     import torch
 
     ids, labels, positions, pixels, grids, images = [], [], [], [], [], []
@@ -243,10 +245,13 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
     row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
                 LONGEST_KEY: max(longest or 0, *lengths)})
     if pixels:
-        row["pixel_values"] = torch.cat(pixels)
         row["image_grid_thw"] = torch.cat(grids)
         row[IMAGES_KEY] = tuple(images)
-        row.update(rope.vision_inputs(grids))
+        if all(key in cached_images for key, _ in images):
+            row["pixel_values"] = pixels[0].new_empty((0, pixels[0].shape[-1]))
+        else:
+            row["pixel_values"] = torch.cat(pixels)
+            row.update(rope.vision_inputs(grids))
     return row
 
 

@@ -213,10 +213,15 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     trainer.train_collator, trainer.counter = train_collator, counter
     vision_cache_gib = 0.0
     if config.training.packing and vision_cache_wanted(config.training.vision_cache, model):
-        trainer.vision_cache = VisionCache(model)
-        vision_cache_gib = expected_bytes(data.train, model, trainer.vision_cache.max_bytes) / 2**30
+        cache = trainer.vision_cache = VisionCache(model)
+        expected = expected_bytes(data.train, model, cache.max_bytes)
+        filling = time.time()
+        cache.fill(model, data.train, pixel_cache, train_collator.rope)
+        train_collator.cached_images = frozenset(cache.entries)
+        vision_cache_gib = max(0, expected - cache.bytes) / 2**30  # what is stored already counts as resting memory
         print(f"vision cache: the vision tower is frozen, so each screenshot's output is computed once and kept on "
-              f"the {'GPU' if cuda else 'CPU'} (about {vision_cache_gib:.2f} GiB for this data)", flush=True)
+              f"the {'GPU' if cuda else 'CPU'}: {len(cache.entries)} screenshots ({cache.bytes / 2**30:.2f} GiB) "
+              f"before training, in {time.time() - filling:.1f} s; their packs carry no pixels", flush=True)
     compiled_blocks = (compile_blocks(model, activation_budget=config.training.activation_memory_budget)
                        if compile_wanted(config.training.compile, cuda) else 0)
     trainer.compiled = bool(compiled_blocks)

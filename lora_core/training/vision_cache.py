@@ -1,10 +1,13 @@
 """training.vision_cache: while no vision weight trains, the vision tower's output for a screenshot (its merged
 image embeddings and the deepstack features) is the same every epoch, so it is computed once and kept on the GPU.
 
-The collator names each pack's screenshots (`packing.IMAGES_KEY`); the trainer hands those names to the cache
-before the forward pass (`expect`). When every screenshot of a pack is cached, the pack's pixels are not copied
-to the GPU at all (`strip_pixels`) and the tower's forward returns the stored tensors; otherwise the tower runs on
-the whole pack and the new outputs are stored, up to `max_bytes`.
+Before training, `fill` runs the tower once over the run's distinct screenshots (a pre-pass, eager, up to
+`max_bytes`); the packing collator is then told which screenshots are cached and makes no pixels for a pack whose
+screenshots all are, so nothing is concatenated in the data-loader workers, sent between processes, pinned or
+copied to the GPU for them. The collator names each pack's screenshots (`packing.IMAGES_KEY`); the trainer hands
+those names to the cache before the forward pass (`expect`). When every screenshot of a pack is cached, the
+tower's forward returns the stored tensors (`strip_pixels` drops pixels a pack still carries); otherwise the
+tower runs on the whole pack and the new outputs are stored, up to `max_bytes`.
 """
 from __future__ import annotations
 
@@ -22,6 +25,11 @@ def vision_cache_wanted(setting, model) -> bool:
     if visual is None or vision_trains(model):
         return False
     return not float(getattr(visual.config, "attention_dropout", 0.0) or 0.0) > 0
+
+
+def patch_count(geom) -> int:
+    t, h, w = geom.grid_thw
+    return t * h * w
 
 
 def bytes_per_visual_token(model) -> int:
@@ -55,13 +63,48 @@ class VisionCache:
         self.entries: dict = {}  # screenshot key → (embedding, [deepstack feature, ...])
         self.pending = None
         self.output_type = None  # the tower's own output class (or tuple), reused for cached outputs
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.filled = 0
 
     def close(self) -> None:
         """The tower's own forward back, the stored outputs dropped."""
         self.visual.__dict__.pop("forward", None)
         self.entries.clear()
         self.bytes = 0
+
+    def fill(self, model, items, pixel_cache, rope, patches_per_call: int = 16384) -> int:
+        """Run the tower over the distinct screenshots of `items` (a few at a time, about `patches_per_call`
+        patches) and store the outputs until the cache is full; returns the screenshots stored. The same inputs
+        as a training forward: the model's own get_image_features, with the packing collator's precomputed
+        attention boundaries and position-embedding interpolation."""
+        import torch
+
+        from lora_core.training.compiled import inner_model
+
+        screenshots: dict = {}
+        for item in items:
+            for path, geom in zip(item.sample.images, item.geometries):
+                screenshots.setdefault(pixel_cache.key(path, geom), (path, geom))
+        pending = [(key, path, geom) for key, (path, geom) in screenshots.items() if key not in self.entries]
+        parameter = next(self.visual.parameters())
+        width = bytes_per_visual_token(model)
+        before = len(self.entries)
+        while pending:
+            chunk, patches = [], 0
+            while pending and (not chunk or patches + patch_count(pending[0][2]) <= patches_per_call):
+                chunk.append(pending.pop(0))
+                patches += patch_count(chunk[-1][2])
+            if self.bytes + sum(geom.visual_tokens for _, _, geom in chunk) * width > self.max_bytes:
+                break  # full: later screenshots run the tower in training, as they would without a pre-pass
+            made = [pixel_cache.pixels(path, geom) for _, path, geom in chunk]
+            grids = [grid for _, grid in made]
+            inputs = {k: v.to(parameter.device) if hasattr(v, "to") else v for k, v in rope.vision_inputs(grids).items()}
+            self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
+            with torch.no_grad():
+                inner_model(model).get_image_features(torch.cat([values for values, _ in made]).to(parameter.device),
+                                                      torch.cat(grids).to(parameter.device), **inputs)
+        self.misses = 0  # the pre-pass is not a training forward
+        self.filled += len(self.entries) - before
+        return len(self.entries) - before
 
     def has_all(self, images) -> bool:
         return bool(images) and all(key in self.entries for key, _ in images)
@@ -128,4 +171,4 @@ class VisionCache:
 
     def stats(self) -> dict:
         return {"screenshots": len(self.entries), "gib": round(self.bytes / 2**30, 3), "hits": self.hits,
-                "misses": self.misses}
+                "misses": self.misses, "filled_before_training": self.filled}
