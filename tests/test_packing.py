@@ -391,3 +391,12 @@ def test_vision_prepass_stops_at_the_cap_and_uncached_packs_keep_their_pixels(se
         assert "cu_seqlens" in mixed
     finally:
         cache.close()
+
+
+def test_vision_cache_limit_grows_with_the_memory_budget():
+    from lora_core.training.vision_cache import cache_limit_bytes
+
+    gib = 2**30
+    assert cache_limit_bytes(None) == cache_limit_bytes(8) == 2 * gib  # the floor, and on the CPU
+    assert cache_limit_bytes(24) == int(0.15 * 24 * gib)  # 3.6 GiB: the seed's 189 screenshots at 1024 fit
+    assert cache_limit_bytes(125) > cache_limit_bytes(24)

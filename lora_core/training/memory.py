@@ -80,6 +80,14 @@ def trial_peak_gib(trainer, batch) -> tuple[float, float]:
         torch.cuda.empty_cache()
 
 
+def memory_budget_gib(config) -> float:
+    """training.memory_budget_gib, or BUDGET_SHARE of the first GPU's memory."""
+    import torch
+
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return config.training.memory_budget_gib or round(BUDGET_SHARE * total, 1)
+
+
 def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_gib: float = 0.0,
                          partial: bool = True) -> CheckpointingChoice:
     """`reserved_gib`: memory the run will hold beside the step (the vision cache); `partial`: some decoder
@@ -92,8 +100,7 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
         return CheckpointingChoice(False, setting, reason="no GPU to measure on: off on a CPU")
     import torch
 
-    total = torch.cuda.get_device_properties(0).total_memory / 2**30
-    budget = config.training.memory_budget_gib or round(BUDGET_SHARE * total, 1)
+    budget = memory_budget_gib(config)
     batch = largest_micro_batch(items, collator, config.sft.per_device_train_batch_size)
     try:
         peak, resting = trial_peak_gib(trainer, batch)

@@ -186,8 +186,9 @@ FIELDS: list[Field] = [
           "of the rest (torch's activation_memory_budget); empty = keep all", "compiled activation share",
           minimum=0.05, maximum=1.0, nullable=True, extension=True),
     Field("training.vision_cache", "switch", "auto", MEMORY_GROUP,
-          "keep each screenshot's vision tower output (and deepstack features) on the GPU after its first step, "
-          "up to 2 GiB; auto: on while no vision weight trains (packing only)", "vision cache", extension=True),
+          "compute each screenshot's vision tower output (and deepstack features) once, before training, and keep "
+          "it on the GPU, up to 2 GiB or 15% of the memory budget; auto: on while no vision weight trains "
+          "(packing only)", "vision cache", extension=True),
     Field("training.use_4bit", "bool", False, MEMORY_GROUP, "bitsandbytes NF4; needs CUDA (§8.6.7)"),
     Field("training.sft.bf16", "switch", "auto", MEMORY_GROUP, "auto: bf16 on a GPU that has it, fp32 otherwise"),
     Field("training.sft.fp16", "bool", False, MEMORY_GROUP, "needs CUDA"),

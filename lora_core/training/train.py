@@ -146,11 +146,11 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.training.callbacks import StopSync, TrainCounter, make_callback
     from lora_core.training.collate import Collator, ItemDataset, PackingCollator, PixelCache, takes_token_types
     from lora_core.training.compiled import compile_blocks, compile_wanted, vision_trains
-    from lora_core.training.memory import choose_checkpointing
+    from lora_core.training.memory import choose_checkpointing, memory_budget_gib
     from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
     from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
-    from lora_core.training.vision_cache import VisionCache, expected_bytes, vision_cache_wanted
+    from lora_core.training.vision_cache import VisionCache, cache_limit_bytes, expected_bytes, vision_cache_wanted
 
     cuda = torch.cuda.is_available()
     problems = launch_problems(config, cuda)
@@ -213,7 +213,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     trainer.train_collator, trainer.counter = train_collator, counter
     vision_cache_gib = 0.0
     if config.training.packing and vision_cache_wanted(config.training.vision_cache, model):
-        cache = trainer.vision_cache = VisionCache(model)
+        cache = trainer.vision_cache = VisionCache(model, cache_limit_bytes(memory_budget_gib(config) if cuda else None))
         expected = expected_bytes(data.train, model, cache.max_bytes)
         filling = time.time()
         cache.fill(model, data.train, pixel_cache, train_collator.rope)

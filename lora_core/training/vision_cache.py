@@ -14,6 +14,13 @@ from __future__ import annotations
 from lora_core.training.compiled import vision_trains, vision_tower
 
 DEFAULT_MAX_GIB = 2.0
+BUDGET_SHARE = 0.15  # of the run's GPU memory budget, when that is more than the default
+
+
+def cache_limit_bytes(budget_gib: float | None) -> int:
+    """The cache's size limit: DEFAULT_MAX_GIB, or a share of the GPU memory budget when that is larger (the
+    checkpointing trial then measures with the cache resident)."""
+    return int(max(DEFAULT_MAX_GIB, BUDGET_SHARE * (budget_gib or 0)) * 2**30)
 VISION_INPUT_KEYS = ("pixel_values", "cu_seqlens", "max_seqlen", "interp_indices", "interp_weights")
 
 
