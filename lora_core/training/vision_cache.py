@@ -106,9 +106,15 @@ class VisionCache:
             grids = [grid for _, grid in made]
             inputs = {k: v.to(parameter.device) if hasattr(v, "to") else v for k, v in rope.vision_inputs(grids).items()}
             self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
+            pixels, grid = torch.cat([values for values, _ in made]).to(parameter.device), torch.cat(grids)
             with torch.no_grad():
-                inner_model(model).get_image_features(torch.cat([values for values, _ in made]).to(parameter.device),
-                                                      torch.cat(grids).to(parameter.device), **inputs)
+                try:
+                    inner_model(model).get_image_features(pixels, grid.to(parameter.device), **inputs)
+                except TypeError as error:  # a release whose get_image_features takes no precomputed inputs
+                    if "unexpected keyword" not in str(error):
+                        raise
+                    self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
+                    inner_model(model).get_image_features(pixels, grid.to(parameter.device))
         self.misses = 0  # the pre-pass is not a training forward
         self.filled += len(self.entries) - before
         return len(self.entries) - before
