@@ -258,11 +258,14 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         stats = dict(compile_stats(), eager_from_step=trainer.fell_back_at)
         folder.update_status(compile_stats=stats)
         print(f"compile: {stats['graphs']} graphs, {stats['graph_breaks']} graph breaks", flush=True)
-    if trainer.vision_cache is not None and is_main:
+    if trainer.vision_cache is not None:
         stats = trainer.vision_cache.stats()
-        folder.update_status(vision_cache=stats)
-        print(f"vision cache: {stats['screenshots']} screenshots, {stats['gib']} GiB; the tower ran for "
-              f"{stats['misses']} packs and was skipped for {stats['hits']}", flush=True)
+        trainer.vision_cache.close()  # its memory goes to evaluation and generation, which run the tower
+        trainer.vision_cache = None
+        if is_main:
+            folder.update_status(vision_cache=stats)
+            print(f"vision cache: {stats['screenshots']} screenshots, {stats['gib']} GiB; the tower ran for "
+                  f"{stats['misses']} packs and was skipped for {stats['hits']}", flush=True)
     stopped = sync.decided  # the same on every rank (a rank's own SIGTERM does not count)
     state = trainer.state
     if data.val and not stopped and callback.last_eval_step != state.global_step:
