@@ -400,3 +400,57 @@ def test_vision_cache_limit_grows_with_the_memory_budget():
     assert cache_limit_bytes(None) == cache_limit_bytes(8) == 2 * gib  # the floor, and on the CPU
     assert cache_limit_bytes(24) == int(0.15 * 24 * gib)  # 3.6 GiB: the seed's 189 screenshots at 1024 fit
     assert cache_limit_bytes(125) > cache_limit_bytes(24)
+
+
+def test_checkpointed_compiled_layers_train_what_eager_layers_train(setup, embedded_path):
+    """Partial checkpointing (the first decoder layer) around compiled blocks, as `gradient_checkpointing: auto`
+    runs it: the same losses and LoRA gradients as eager blocks without checkpointing."""
+    import torch
+
+    from lora_core.training.compiled import compile_blocks, decoder_layers, keep_thread_count_in_recompute
+    from lora_core.training.compiled import stop_checkpointing_frozen_blocks
+    from lora_core.training.config import RunConfig
+    from lora_core.training.memory import apply_checkpointed_layers
+    from lora_core.training.packing import use_packed_attention
+    from lora_core.training.trainer import attach_lora, load_base_model
+
+    _, items, _, packing = setup
+    config = RunConfig()
+    config.lora.dropout = 0.0
+    torch.manual_seed(2)
+    model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.02)
+    use_packed_attention(model)
+    model.train()
+    pack = packing(items)["packs"][0]
+    segments = pack["packed_segments"]
+    unsegmented = {k: v for k, v in pack.items() if k not in ("packed_segments", "packed_images")}
+
+    def losses_and_gradients():
+        model.zero_grad()
+        losses = per_sample_losses(model, {**unsegmented, "use_cache": False}, samples=segments)
+        sum(losses).backward()
+        return [float(loss) for loss in losses], lora_gradients(model)
+
+    eager_losses, eager_grads = losses_and_gradients()
+    torch._dynamo.reset()
+    try:
+        compile_blocks(model, backend="aot_eager")
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+        stop_checkpointing_frozen_blocks(model)
+        apply_checkpointed_layers(model, 1)
+        keep_thread_count_in_recompute(model)
+        layers = decoder_layers(model)
+        assert layers[0].gradient_checkpointing and not any(layer.gradient_checkpointing for layer in layers[1:])
+        checkpointed_losses, checkpointed_grads = losses_and_gradients()
+    finally:
+        torch._dynamo.reset()
+    for mine, reference in zip(checkpointed_losses, eager_losses, strict=True):
+        assert abs(mine - reference) <= TOLERANCE * max(1.0, abs(reference))
+    for name, reference in eager_grads.items():
+        scale = max(1.0, float(reference.abs().max()))
+        assert float((checkpointed_grads[name] - reference).abs().max()) <= TOLERANCE * scale, name
