@@ -454,3 +454,54 @@ def test_checkpointed_compiled_layers_train_what_eager_layers_train(setup, embed
     for name, reference in eager_grads.items():
         scale = max(1.0, float(reference.abs().max()))
         assert float((checkpointed_grads[name] - reference).abs().max()) <= TOLERANCE * scale, name
+
+
+class FakeTrials:
+    """The checkpointing trial's (peak, resting) GiB, one per call, and the compiled activation shares set: the
+    decision's logic without a GPU (the trial itself needs one)."""
+
+    def __init__(self, *trials):
+        self.trials, self.shares = list(trials), []
+
+    def measure(self):
+        return self.trials.pop(0)
+
+    def keep(self, share):
+        self.shares.append(share)
+
+
+def auto_choice(trials, compiled=True, activation_budget=None):
+    from types import SimpleNamespace
+
+    from lora_core.training.config import RunConfig
+    from lora_core.training.memory import choose_checkpointing
+
+    config = RunConfig()
+    config.training.gradient_checkpointing, config.training.memory_budget_gib = "auto", 24
+    config.training.activation_memory_budget = activation_budget
+    trainer = SimpleNamespace(model=SimpleNamespace(model=SimpleNamespace(language_model=SimpleNamespace(layers=[0] * 28))))
+    return choose_checkpointing(config, trainer, [], None, cuda=True, compiled=compiled, measure=trials.measure,
+                                keep_activations=trials.keep)
+
+
+def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
+    fits = FakeTrials((15.0, 4.0))
+    choice = auto_choice(fits)
+    assert not choice.on and choice.activation_budget is None and fits.shares == []  # fits as it is
+
+    halved = FakeTrials((26.0, 4.0), (12.0, 4.0))  # the H200's demo row: 26 GiB, then 12 at half
+    choice = auto_choice(halved)
+    assert not choice.on and choice.activation_budget == 0.5 and halved.shares == [0.5]
+    assert "50% of their activations" in choice.reason
+
+    still_over = FakeTrials((60.0, 4.0), (30.0, 4.0))
+    choice = auto_choice(still_over)
+    assert choice.on and choice.activation_budget == 0.5 and 0 < choice.layers < 28  # layers from the second trial
+
+    eager = FakeTrials((26.0, 4.0))
+    choice = auto_choice(eager, compiled=False)
+    assert choice.on and choice.activation_budget is None and eager.shares == [] and choice.layers
+
+    told = FakeTrials((26.0, 4.0))  # a YAML's own activation_memory_budget is left as it is
+    choice = auto_choice(told, activation_budget=0.8)
+    assert choice.on and choice.activation_budget is None and told.shares == []

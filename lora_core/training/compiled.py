@@ -51,6 +51,16 @@ def compile_blocks(model, backend: str = "inductor", activation_budget: float | 
     return len(blocks)
 
 
+def set_activation_budget(share: float) -> None:
+    """The share of each compiled block's activations its backward keeps, from the next compile on; compiled
+    code is dropped so that every block compiles again under it."""
+    import torch
+    import torch._functorch.config as functorch_config
+
+    functorch_config.activation_memory_budget = share
+    torch._dynamo.reset()
+
+
 def stop_checkpointing_frozen_blocks(model) -> None:
     """Blocks without trainable weights (the vision tower under LLM-only LoRA) keep nothing for the backward
     pass: checkpointing them saves nothing, and around compiled blocks it only adds a recompute to go wrong."""

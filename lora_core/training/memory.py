@@ -1,6 +1,8 @@
 """gradient_checkpointing: auto. One trial step of the run's largest micro-batch without checkpointing, on the
-GPU. Within the memory budget it stays off; above it, only as many decoder layers are checkpointed as the budget
-needs (each one frees its share of the trial's activations), all of them when the trial ran out of memory."""
+GPU. Within the memory budget it stays off. Above it, compiled blocks first keep only half of their activations
+(the compiled backward recomputes the cheapest rest inside each block, no torch.utils.checkpoint) and the trial
+is run again; then, if still needed, only as many decoder layers are checkpointed as the budget needs (each one
+frees its share of the trial's activations), all of them when the trial ran out of memory."""
 from __future__ import annotations
 
 import math
@@ -8,6 +10,9 @@ from dataclasses import dataclass
 
 BUDGET_SHARE = 0.9  # of the GPU's memory, when training.memory_budget_gib is empty
 OPTIMIZER_MARGIN = 1.15  # the trial holds no optimizer state and no second micro-batch's pixels yet
+# The compiled backward's activation budget tried before any layer is checkpointed. On the H200 (2026-12-04) it
+# kept the demo and long rows under 13 GiB without checkpointing, and they ran faster than partial checkpointing.
+COMPILED_ACTIVATION_SHARE = 0.5
 
 
 @dataclass
@@ -18,10 +23,12 @@ class CheckpointingChoice:
     budget_gib: float | None = None
     reason: str = ""
     layers: int | None = None  # decoder layers checkpointed (the first ones); None: every layer when on
+    activation_budget: float | None = None  # set for compiled blocks by auto (see COMPILED_ACTIVATION_SHARE)
 
     def as_status(self) -> dict:
         return {"on": self.on, "setting": self.setting, "trial_peak_gib": self.trial_peak_gib,
-                "budget_gib": self.budget_gib, "reason": self.reason, "layers": self.layers}
+                "budget_gib": self.budget_gib, "reason": self.reason, "layers": self.layers,
+                "activation_budget": self.activation_budget}
 
 
 def layers_to_checkpoint(peak_gib: float, resting_gib: float, budget_gib: float, layers: int,
@@ -82,17 +89,21 @@ def trial_peak_gib(trainer, batch) -> tuple[float, float]:
 
 def memory_budget_gib(config) -> float:
     """training.memory_budget_gib, or BUDGET_SHARE of the first GPU's memory."""
+    if config.training.memory_budget_gib:
+        return config.training.memory_budget_gib
     import torch
 
-    total = torch.cuda.get_device_properties(0).total_memory / 2**30
-    return config.training.memory_budget_gib or round(BUDGET_SHARE * total, 1)
+    return round(BUDGET_SHARE * torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
 
 
 def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_gib: float = 0.0,
-                         partial: bool = True) -> CheckpointingChoice:
+                         partial: bool = True, compiled: bool = False, measure=None,
+                         keep_activations=None) -> CheckpointingChoice:
     """`reserved_gib`: memory the run will hold beside the step (the vision cache); `partial`: some decoder
     layers may stay uncheckpointed (only when the trial's activations are the decoder's, the vision tower
-    frozen)."""
+    frozen); `compiled`: the blocks are compiled, so with no training.activation_memory_budget set the compiled
+    backward may keep COMPILED_ACTIVATION_SHARE first. `measure` (the trial: (peak, resting) GiB) and
+    `keep_activations` (sets the compiled share and recompiles) are the GPU's own unless given."""
     setting = config.training.gradient_checkpointing
     if setting != "auto":
         return CheckpointingChoice(bool(setting), setting, reason="set in the config")
@@ -100,25 +111,43 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
         return CheckpointingChoice(False, setting, reason="no GPU to measure on: off on a CPU")
     import torch
 
+    from lora_core.training.compiled import decoder_layers, set_activation_budget
+
     budget = memory_budget_gib(config)
-    batch = largest_micro_batch(items, collator, config.sft.per_device_train_batch_size)
+    if measure is None:
+        batch = largest_micro_batch(items, collator, config.sft.per_device_train_batch_size)
+
+        def measure():
+            return trial_peak_gib(trainer, batch)
+    keep_activations = keep_activations or set_activation_budget
+    share = None
     try:
-        peak, resting = trial_peak_gib(trainer, batch)
+        peak, resting = measure()
+        needed = peak * OPTIMIZER_MARGIN + reserved_gib
+        told = (f"a trial step of the largest micro-batch needs {needed:.1f} GiB without it"
+                + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
+        if needed <= budget:
+            return CheckpointingChoice(False, setting, round(needed, 2), budget,
+                                       f"{told}, within the {budget:g} GiB budget")
+        if compiled and config.training.activation_memory_budget is None:
+            share = COMPILED_ACTIVATION_SHARE
+            keep_activations(share)
+            peak, resting = measure()
+            needed = peak * OPTIMIZER_MARGIN + reserved_gib
+            told += (f"; with the compiled blocks keeping {share:.0%} of their activations (the rest recomputed "
+                     f"inside each block), {needed:.1f} GiB")
+            if needed <= budget:
+                return CheckpointingChoice(False, setting, round(needed, 2), budget,
+                                           f"{told}, within the {budget:g} GiB budget", activation_budget=share)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
-        return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory")
-    needed = peak * OPTIMIZER_MARGIN + reserved_gib
-    told = (f"a trial step of the largest micro-batch needs {needed:.1f} GiB without it"
-            + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
-    if needed <= budget:
-        return CheckpointingChoice(False, setting, round(needed, 2), budget, f"{told}, within the {budget:g} GiB budget")
-    from lora_core.training.compiled import decoder_layers
-
+        return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory",
+                                   activation_budget=share)
     layers = len(decoder_layers(trainer.model))
     count = layers_to_checkpoint(peak, resting, budget - reserved_gib, layers) if partial and layers else layers
     if count >= layers:
         return CheckpointingChoice(True, setting, round(needed, 2), budget,
-                                   f"{told}, above the {budget:g} GiB budget: every layer")
+                                   f"{told}, above the {budget:g} GiB budget: every layer", activation_budget=share)
     return CheckpointingChoice(True, setting, round(needed, 2), budget,
                                f"{told}, above the {budget:g} GiB budget: the first {count} of {layers} decoder "
-                               "layers, enough to fit", layers=count)
+                               "layers, enough to fit", layers=count, activation_budget=share)

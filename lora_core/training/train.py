@@ -228,7 +228,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     trainer.eager_fallback = config.training.compile == "auto"
     checkpointing = choose_checkpointing(config, trainer, data.train, train_collator, cuda,  # compiled if so
                                          reserved_gib=vision_cache_gib if cuda else 0.0,
-                                         partial=not vision_trains(model))
+                                         partial=not vision_trains(model), compiled=bool(compiled_blocks))
     if compiled_blocks:
         print(f"compile: {compiled_blocks} decoder layers and vision blocks compiled (torch.compile, dynamic "
               "shapes); the first steps include compiling", flush=True)
