@@ -158,6 +158,9 @@ def test_start_watch_and_compare_two_runs(page):
         " return line && Number(line.dataset.points) >= 3; }", arg=first, timeout=RUN_TIMEOUT)
     assert page.locator("#run-status-line").get_attribute("data-state") in ("training", "evaluating", "finished")
     assert page.locator(f"#runs-table tr[data-run-id='{first}'] .run-progress").count() == 1
+    # what the trainer chose for the run on this CPU: fp32, packed, no checkpointing, nothing compiled
+    setup = page.locator("[data-field=setup]").first.inner_text()
+    assert "float32" in setup and "packed" in setup and "gradient checkpointing off" in setup, setup
 
     second = launch(page, "browser-b", 0.001)
     assert second != first

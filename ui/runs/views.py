@@ -194,6 +194,34 @@ def log_html(lines: list[str]) -> str:
     return f'<div class="run-log" id="run-log-lines"><div>{"".join(out) or "(no log yet)"}</div></div>'
 
 
+def setup_line(status: dict) -> str:
+    """How the trainer laid the run out on its device (what the auto settings chose), from status.json."""
+    bits = []
+    if status.get("precision"):
+        bits.append(esc(status["precision"]))
+    if status.get("packing"):
+        budget = status.get("max_tokens_per_batch")
+        bits.append(f"packed, at most {budget:,} tokens a pack" if budget else "packed")
+    elif "packing" in status:
+        bits.append("padded batches")
+    checkpointing = status.get("gradient_checkpointing") or {}
+    if checkpointing:
+        layers = checkpointing.get("layers")
+        where = f"first {layers} layers" if checkpointing.get("on") and layers is not None else ""
+        text = f"gradient checkpointing {'on' if checkpointing.get('on') else 'off'}" + (f" ({where})" if where else "")
+        if checkpointing.get("activation_budget"):
+            text += f", compiled blocks keep {checkpointing['activation_budget']:.0%} of their activations"
+        reason = checkpointing.get("reason")
+        bits.append(f'<span title="{esc(reason)}">{esc(text)}</span>' if reason else esc(text))
+    if status.get("compiled_blocks"):
+        eager = (status.get("compile_stats") or {}).get("eager_from_step")
+        bits.append(f"{status['compiled_blocks']} blocks compiled" + (f", eager from step {eager}" if eager else ""))
+    cache = status.get("vision_cache") or {}
+    if cache.get("screenshots"):
+        bits.append(f"vision cache {cache['screenshots']} screenshots ({cache.get('gib', 0):.2f} GiB)")
+    return f'<div class="runs-note" data-field="setup">{" · ".join(bits)}</div>' if bits else ""
+
+
 def status_html(summary, status: dict, metrics: list[dict] | None = None) -> str:
     from lora_core.analysis.curves import run_progress
 
@@ -216,7 +244,7 @@ def status_html(summary, status: dict, metrics: list[dict] | None = None) -> str
     if status.get("peak_gpu_memory_gib"):
         bits.append(f'peak GPU memory {status["peak_gpu_memory_gib"]:.1f} GiB')
     text = (f'<div id="run-status-line" data-state="{esc(state)}">' + " · ".join(bits) + "</div>"
-            + progress_bar(progress, state))
+            + progress_bar(progress, state) + setup_line(status))
     if state == "failed":
         text += (f'<div class="run-failure" data-reason="{esc(summary.reason or "")}"><b>Failed: '
                  f'{esc(summary.reason or "error")}</b> — {esc(summary.message or "")}</div>')
