@@ -464,7 +464,12 @@ class FakeTrials:
         self.trials, self.shares = list(trials), []
 
     def measure(self):
-        return self.trials.pop(0)
+        trial = self.trials.pop(0)
+        if trial == "out of memory":
+            import torch
+
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+        return trial
 
     def keep(self, share):
         self.shares.append(share)
@@ -501,6 +506,17 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     eager = FakeTrials((26.0, 4.0))
     choice = auto_choice(eager, compiled=False)
     assert choice.on and choice.activation_budget is None and eager.shares == [] and choice.layers
+
+    recovered = FakeTrials("out of memory", (20.0, 4.0))  # a smaller GPU: the full trial does not run at all
+    choice = auto_choice(recovered)
+    assert not choice.on and choice.activation_budget == 0.5 and "ran out of memory" in choice.reason
+
+    never = FakeTrials("out of memory", "out of memory")
+    choice = auto_choice(never)
+    assert choice.on and choice.layers is None and choice.activation_budget == 0.5
+
+    eager_oom = FakeTrials("out of memory")
+    assert auto_choice(eager_oom, compiled=False).on and eager_oom.shares == []
 
     told = FakeTrials((26.0, 4.0))  # a YAML's own activation_memory_budget is left as it is
     choice = auto_choice(told, activation_budget=0.8)

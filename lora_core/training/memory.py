@@ -120,29 +120,39 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
         def measure():
             return trial_peak_gib(trainer, batch)
     keep_activations = keep_activations or set_activation_budget
-    share = None
+    halve = compiled and config.training.activation_memory_budget is None
+    share, told = None, ""
     try:
         peak, resting = measure()
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        if not halve:
+            return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory")
+        peak = resting = None
+        told = "a trial step of the largest micro-batch without it ran out of memory"
+    if peak is not None:
         needed = peak * OPTIMIZER_MARGIN + reserved_gib
         told = (f"a trial step of the largest micro-batch needs {needed:.1f} GiB without it"
                 + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
         if needed <= budget:
             return CheckpointingChoice(False, setting, round(needed, 2), budget,
                                        f"{told}, within the {budget:g} GiB budget")
-        if compiled and config.training.activation_memory_budget is None:
-            share = COMPILED_ACTIVATION_SHARE
-            keep_activations(share)
+    if halve:
+        share = COMPILED_ACTIVATION_SHARE
+        keep_activations(share)
+        try:
             peak, resting = measure()
-            needed = peak * OPTIMIZER_MARGIN + reserved_gib
-            told += (f"; with the compiled blocks keeping {share:.0%} of their activations (the rest recomputed "
-                     f"inside each block), {needed:.1f} GiB")
-            if needed <= budget:
-                return CheckpointingChoice(False, setting, round(needed, 2), budget,
-                                           f"{told}, within the {budget:g} GiB budget", activation_budget=share)
-    except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory",
-                                   activation_budget=share)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            return CheckpointingChoice(True, setting, None, budget, f"{told}; with the compiled blocks keeping "
+                                       f"{share:.0%} of their activations it still did: every layer",
+                                       activation_budget=share)
+        needed = peak * OPTIMIZER_MARGIN + reserved_gib
+        told += (f"; with the compiled blocks keeping {share:.0%} of their activations (the rest recomputed "
+                 f"inside each block), {needed:.1f} GiB")
+        if needed <= budget:
+            return CheckpointingChoice(False, setting, round(needed, 2), budget,
+                                       f"{told}, within the {budget:g} GiB budget", activation_budget=share)
     layers = len(decoder_layers(trainer.model))
     count = layers_to_checkpoint(peak, resting, budget - reserved_gib, layers) if partial and layers else layers
     if count >= layers:
