@@ -15,13 +15,13 @@ from lora_core.training.compiled import vision_trains, vision_tower
 
 DEFAULT_MAX_GIB = 2.0
 BUDGET_SHARE = 0.15  # of the run's GPU memory budget, when that is more than the default
+VISION_INPUT_KEYS = ("pixel_values", "cu_seqlens", "max_seqlen", "interp_indices", "interp_weights")
 
 
 def cache_limit_bytes(budget_gib: float | None) -> int:
     """The cache's size limit: DEFAULT_MAX_GIB, or a share of the GPU memory budget when that is larger (the
     checkpointing trial then measures with the cache resident)."""
     return int(max(DEFAULT_MAX_GIB, BUDGET_SHARE * (budget_gib or 0)) * 2**30)
-VISION_INPUT_KEYS = ("pixel_values", "cu_seqlens", "max_seqlen", "interp_indices", "interp_weights")
 
 
 def vision_cache_wanted(setting, model) -> bool:
@@ -92,29 +92,30 @@ class VisionCache:
             for path, geom in zip(item.sample.images, item.geometries):
                 screenshots.setdefault(pixel_cache.key(path, geom), (path, geom))
         pending = [(key, path, geom) for key, (path, geom) in screenshots.items() if key not in self.entries]
-        parameter = next(self.visual.parameters())
+        device = next(self.visual.parameters()).device
         width = bytes_per_visual_token(model)
-        before = len(self.entries)
-        while pending:
-            chunk, patches = [], 0
-            while pending and (not chunk or patches + patch_count(pending[0][2]) <= patches_per_call):
-                chunk.append(pending.pop(0))
-                patches += patch_count(chunk[-1][2])
+        before, start = len(self.entries), 0
+        while start < len(pending):
+            end, patches = start + 1, patch_count(pending[start][2])
+            while end < len(pending) and patches + patch_count(pending[end][2]) <= patches_per_call:
+                patches += patch_count(pending[end][2])
+                end += 1
+            chunk, start = pending[start:end], end
             if self.bytes + sum(geom.visual_tokens for _, _, geom in chunk) * width > self.max_bytes:
                 break  # full: later screenshots run the tower in training, as they would without a pre-pass
             made = [pixel_cache.pixels(path, geom) for _, path, geom in chunk]
             grids = [grid for _, grid in made]
-            inputs = {k: v.to(parameter.device) if hasattr(v, "to") else v for k, v in rope.vision_inputs(grids).items()}
+            inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in rope.vision_inputs(grids).items()}
             self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
-            pixels, grid = torch.cat([values for values, _ in made]).to(parameter.device), torch.cat(grids)
+            pixels, grid = torch.cat([values for values, _ in made]).to(device), torch.cat(grids).to(device)
             with torch.no_grad():
                 try:
-                    inner_model(model).get_image_features(pixels, grid.to(parameter.device), **inputs)
+                    inner_model(model).get_image_features(pixels, grid, **inputs)
                 except TypeError as error:  # a release whose get_image_features takes no precomputed inputs
                     if "unexpected keyword" not in str(error):
                         raise
                     self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
-                    inner_model(model).get_image_features(pixels, grid.to(parameter.device))
+                    inner_model(model).get_image_features(pixels, grid)
         self.misses = 0  # the pre-pass is not a training forward
         self.filled += len(self.entries) - before
         return len(self.entries) - before
