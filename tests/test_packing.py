@@ -347,7 +347,7 @@ def test_training_loss_builds_no_kv_cache_even_when_the_config_asks_for_one(setu
 def test_vision_prepass_lets_packs_carry_no_pixels_and_changes_no_loss(setup, tmp_path):
     """The pre-pass stores every distinct screenshot's tower output; packs of cached screenshots then carry no
     pixels and no tower inputs, the tower does not run in training, and the loss is the uncached one."""
-    from lora_core.training.collate import PackingCollator
+    from lora_core.training.collate import PackingCollator, PixelCache
     from lora_core.training.packing import IMAGES_KEY
     from lora_core.training.vision_cache import VisionCache
 
@@ -365,6 +365,12 @@ def test_vision_prepass_lets_packs_carry_no_pixels_and_changes_no_loss(setup, tm
         pack = collator(items)["packs"][0]
         assert pack["pixel_values"].shape == (0, packing(items)["packs"][0]["pixel_values"].shape[1])
         assert "cu_seqlens" not in pack and len(pack[IMAGES_KEY]) == pack["image_grid_thw"].shape[0]
+        assert pack["image_grid_thw"].tolist() == packing(items)["packs"][0]["image_grid_thw"].tolist()
+        undecoded = PixelCache(packing.pixel_cache.encoder)  # nothing decoded: the grids come from the geometry
+        lean = PackingCollator(undecoded, packing.rope, None)
+        lean.cached_images = collator.cached_images
+        assert lean(items)["packs"][0]["image_grid_thw"].tolist() == pack["image_grid_thw"].tolist()
+        assert not undecoded.entries
         tower_calls = []
         tower = cache.tower_forward
         cache.tower_forward = lambda *a, **k: tower_calls.append(1) or tower(*a, **k)

@@ -221,11 +221,17 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
     import torch
 
     ids, labels, positions, pixels, grids, images = [], [], [], [], [], []
+    screenshots = [(pixel_cache.key(path, geom), path, geom) for item in items
+                   for path, geom in zip(item.sample.images, item.geometries)]
+    cached = bool(screenshots) and all(key in cached_images for key, _, _ in screenshots)
     for item in items:
         item_grids = []
         for path, geom in zip(item.sample.images, item.geometries):
-            values, grid = pixel_cache.pixels(path, geom)
-            pixels.append(values)
+            if cached:  # the grid from the geometry: the screenshot need not even be decoded
+                grid = torch.tensor([geom.grid_thw], dtype=torch.long)
+            else:
+                values, grid = pixel_cache.pixels(path, geom)
+                pixels.append(values)
             item_grids.append(grid)
             images.append((pixel_cache.key(path, geom), geom.visual_tokens))
         grids += item_grids
@@ -244,15 +250,20 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
     boundaries += [boundaries[-1]] * max(0, (slots or 0) - len(lengths))
     row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
                 LONGEST_KEY: max(longest or 0, *lengths)})
-    if pixels:
+    if grids:
         row["image_grid_thw"] = torch.cat(grids)
         row[IMAGES_KEY] = tuple(images)
-        if all(key in cached_images for key, _ in images):
-            row["pixel_values"] = pixels[0].new_empty((0, pixels[0].shape[-1]))
+        if cached:
+            row["pixel_values"] = torch.empty((0, patch_values(screenshots[0][2].settings)))
         else:
             row["pixel_values"] = torch.cat(pixels)
             row.update(rope.vision_inputs(grids))
     return row
+
+
+def patch_values(settings) -> int:
+    """Values in one row of pixel_values: an RGB patch over the temporal patch's frames."""
+    return 3 * settings.temporal_patch_size * settings.patch_size**2
 
 
 def trained_token_count(items: list[Encoded]) -> int:
