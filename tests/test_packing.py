@@ -467,9 +467,10 @@ class FakeTrials:
     decision's logic without a GPU (the trial itself needs one)."""
 
     def __init__(self, *trials):
-        self.trials, self.shares = list(trials), []
+        self.trials, self.shares, self.eager = list(trials), [], []
 
-    def measure(self):
+    def measure(self, eager=False):
+        self.eager.append(eager)
         trial = self.trials.pop(0)
         if trial == "out of memory":
             import torch
@@ -504,6 +505,7 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     choice = auto_choice(halved)
     assert not choice.on and choice.activation_budget == 0.5 and halved.shares == [0.5]
     assert "50% of their activations" in choice.reason
+    assert halved.eager == [True, False]  # the first trial compiles nothing; the half share's trial compiles
 
     still_over = FakeTrials((60.0, 4.0), (30.0, 4.0))
     choice = auto_choice(still_over)
@@ -512,6 +514,7 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     eager = FakeTrials((26.0, 4.0))
     choice = auto_choice(eager, compiled=False)
     assert choice.on and choice.activation_budget is None and eager.shares == [] and choice.layers
+    assert eager.eager == [False]  # uncompiled blocks: the trial is the run's own forward
 
     recovered = FakeTrials("out of memory", (20.0, 4.0))  # a smaller GPU: the full trial does not run at all
     choice = auto_choice(recovered)
@@ -527,3 +530,4 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     told = FakeTrials((26.0, 4.0))  # a YAML's own activation_memory_budget is left as it is
     choice = auto_choice(told, activation_budget=0.8)
     assert choice.on and choice.activation_budget is None and told.shares == []
+    assert told.eager == [False]  # measured compiled, under that share

@@ -103,7 +103,11 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
     layers may stay uncheckpointed (only when the trial's activations are the decoder's, the vision tower
     frozen); `compiled`: the blocks are compiled, so with no training.activation_memory_budget set the compiled
     backward may keep COMPILED_ACTIVATION_SHARE first. `measure` (the trial: (peak, resting) GiB) and
-    `keep_activations` (sets the compiled share and recompiles) are the GPU's own unless given."""
+    `keep_activations` (sets the compiled share and recompiles) are the GPU's own unless given.
+
+    Where the half share may follow, the first trial runs the blocks eager: compiled blocks keep no more than
+    eager ones, so an eager step that fits decides without compiling, and one that does not fit costs no compile
+    that the half share would throw away."""
     setting = config.training.gradient_checkpointing
     if setting != "auto":
         return CheckpointingChoice(bool(setting), setting, reason="set in the config")
@@ -117,22 +121,26 @@ def choose_checkpointing(config, trainer, items, collator, cuda: bool, reserved_
     if measure is None:
         batch = largest_micro_batch(items, collator, config.sft.per_device_train_batch_size)
 
-        def measure():
-            return trial_peak_gib(trainer, batch)
+        def measure(eager: bool = False):
+            if not eager:
+                return trial_peak_gib(trainer, batch)
+            with torch.compiler.set_stance("force_eager"):
+                return trial_peak_gib(trainer, batch)
     keep_activations = keep_activations or set_activation_budget
     halve = compiled and config.training.activation_memory_budget is None
+    trial = "an eager trial step" if halve else "a trial step"
     share, told = None, ""
     try:
-        peak, resting = measure()
+        peak, resting = measure(eager=halve)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         if not halve:
             return CheckpointingChoice(True, setting, None, budget, "the trial step without it ran out of memory")
         peak = resting = None
-        told = "a trial step of the largest micro-batch without it ran out of memory"
+        told = f"{trial} of the largest micro-batch without it ran out of memory"
     if peak is not None:
         needed = peak * OPTIMIZER_MARGIN + reserved_gib
-        told = (f"a trial step of the largest micro-batch needs {needed:.1f} GiB without it"
+        told = (f"{trial} of the largest micro-batch needs {needed:.1f} GiB without it"
                 + (f" (vision cache {reserved_gib:.1f} GiB included)" if reserved_gib else ""))
         if needed <= budget:
             return CheckpointingChoice(False, setting, round(needed, 2), budget,
