@@ -25,29 +25,40 @@ def test_packs_hold_every_sample_within_the_budget():
     assert split_into_packs(lengths, None) == [list(range(len(lengths)))]
 
 
-@pytest.fixture(scope="module")
-def setup(workspace, embedded_path):
+def lora_model_with_weights(embedded_path, seed: int):
+    """The embedded model under LoRA (dropout 0) with packed attention; LoRA B starts at zero, so it is given
+    weights, and the gradients then depend on the attention."""
     import torch
 
-    from lora_core.training.collate import Collator, PackingCollator, PixelCache, takes_token_types
     from lora_core.training.config import RunConfig
-    from lora_core.training.data import prepare_data, run_encoder
-    from lora_core.training.packing import RopePositions, use_packed_attention
+    from lora_core.training.packing import use_packed_attention
     from lora_core.training.trainer import attach_lora, load_base_model
 
     config = RunConfig()
-    config.model = str(embedded_path)
-    config.data.val_fraction = 0.0
     config.lora.dropout = 0.0
-    encoder = run_encoder(config, embedded_path)
-    items = prepare_data(config, workspace, None, encoder).train[:4]
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
-    with torch.no_grad():  # LoRA B starts at zero; give it weights so its gradients depend on the attention
+    with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(0, 0.02)
     use_packed_attention(model)
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup(workspace, embedded_path):
+    from lora_core.training.collate import Collator, PackingCollator, PixelCache, takes_token_types
+    from lora_core.training.config import RunConfig
+    from lora_core.training.data import prepare_data, run_encoder
+    from lora_core.training.packing import RopePositions
+
+    config = RunConfig()
+    config.model = str(embedded_path)
+    config.data.val_fraction = 0.0
+    encoder = run_encoder(config, embedded_path)
+    items = prepare_data(config, workspace, None, encoder).train[:4]
+    model = lora_model_with_weights(embedded_path, seed=0)
     cache = PixelCache(encoder)
     padded = Collator(cache, takes_token_types(model))
     packing = PackingCollator(cache, RopePositions(model, encoder.special.image_pad), None)
@@ -194,20 +205,9 @@ def test_compiled_blocks_train_what_eager_blocks_train(setup, embedded_path):
     from torch._dynamo.utils import counters
 
     from lora_core.training.compiled import compile_blocks, repeated_blocks
-    from lora_core.training.config import RunConfig
-    from lora_core.training.packing import use_packed_attention
-    from lora_core.training.trainer import attach_lora, load_base_model
 
     _, items, _, packing = setup
-    config = RunConfig()
-    config.lora.dropout = 0.0
-    torch.manual_seed(1)
-    model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02)
-    use_packed_attention(model)
+    model = lora_model_with_weights(embedded_path, seed=1)
     model.train()
     pack = packing(items)["packs"][0]
     segments = pack["packed_segments"]
@@ -415,21 +415,10 @@ def test_checkpointed_compiled_layers_train_what_eager_layers_train(setup, embed
 
     from lora_core.training.compiled import compile_blocks, decoder_layers, keep_thread_count_in_recompute
     from lora_core.training.compiled import stop_checkpointing_frozen_blocks
-    from lora_core.training.config import RunConfig
     from lora_core.training.memory import apply_checkpointed_layers
-    from lora_core.training.packing import use_packed_attention
-    from lora_core.training.trainer import attach_lora, load_base_model
 
     _, items, _, packing = setup
-    config = RunConfig()
-    config.lora.dropout = 0.0
-    torch.manual_seed(2)
-    model, _ = attach_lora(load_base_model(embedded_path, config, cuda=False), config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(0, 0.02)
-    use_packed_attention(model)
+    model = lora_model_with_weights(embedded_path, seed=2)
     model.train()
     pack = packing(items)["packs"][0]
     segments = pack["packed_segments"]

@@ -52,6 +52,11 @@ class ImageSettings:
         """Side in resized pixels of the square one visual token covers."""
         return self.patch_size * self.merge_size
 
+    @property
+    def patch_values(self) -> int:
+        """Values in one row of the processor's pixel_values: an RGB patch over the temporal patch's frames."""
+        return 3 * self.temporal_patch_size * self.patch_size**2
+
     def with_(self, **changes) -> "ImageSettings":
         return replace(self, **changes)
 
@@ -134,9 +139,14 @@ class Geometry:
         return (1, self.resized_height // p, self.resized_width // p)
 
     @property
-    def visual_tokens(self) -> int:
+    def patches(self) -> int:
+        """Rows of pixel_values: the vision tower's patches before merging."""
         t, h, w = self.grid_thw
-        return t * h * w // (self.settings.merge_size**2)
+        return t * h * w
+
+    @property
+    def visual_tokens(self) -> int:
+        return self.patches // (self.settings.merge_size**2)
 
     @property
     def token_grid(self) -> tuple[int, int]:

@@ -254,16 +254,12 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
         row["image_grid_thw"] = torch.cat(grids)
         row[IMAGES_KEY] = tuple(images)
         if cached:
-            row["pixel_values"] = torch.empty((0, patch_values(screenshots[0][2].settings)))
+            row["pixel_values"] = torch.empty((0, screenshots[0][2].settings.patch_values))
         else:
             row["pixel_values"] = torch.cat(pixels)
             row.update(rope.vision_inputs(grids))
     return row
 
-
-def patch_values(settings) -> int:
-    """Values in one row of pixel_values: an RGB patch over the temporal patch's frames."""
-    return 3 * settings.temporal_patch_size * settings.patch_size**2
 
 
 def trained_token_count(items: list[Encoded]) -> int:

@@ -222,6 +222,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
         print(f"vision cache: the vision tower is frozen, so each screenshot's output is computed once and kept on "
               f"the {'GPU' if cuda else 'CPU'}: {len(cache.entries)} screenshots ({cache.bytes / 2**30:.2f} GiB) "
               f"before training, in {time.time() - filling:.1f} s; their packs carry no pixels", flush=True)
+        if is_main:
+            folder.update_status(vision_cache=cache.stats())  # the Runs tab shows it while the run trains
     compiled_blocks = (compile_blocks(model, activation_budget=config.training.activation_memory_budget)
                        if compile_wanted(config.training.compile, cuda) else 0)
     trainer.compiled = bool(compiled_blocks)

@@ -34,11 +34,6 @@ def vision_cache_wanted(setting, model) -> bool:
     return not float(getattr(visual.config, "attention_dropout", 0.0) or 0.0) > 0
 
 
-def patch_count(geom) -> int:
-    t, h, w = geom.grid_thw
-    return t * h * w
-
-
 def bytes_per_visual_token(model) -> int:
     """Merged embedding plus one deepstack feature per deepstack layer, in the tower's dtype."""
     visual = vision_tower(model)
@@ -96,25 +91,26 @@ class VisionCache:
         width = bytes_per_visual_token(model)
         before, start = len(self.entries), 0
         while start < len(pending):
-            end, patches = start + 1, patch_count(pending[start][2])
-            while end < len(pending) and patches + patch_count(pending[end][2]) <= patches_per_call:
-                patches += patch_count(pending[end][2])
+            end, patches = start + 1, pending[start][2].patches
+            while end < len(pending) and patches + pending[end][2].patches <= patches_per_call:
+                patches += pending[end][2].patches
                 end += 1
             chunk, start = pending[start:end], end
-            if self.bytes + sum(geom.visual_tokens for _, _, geom in chunk) * width > self.max_bytes:
+            images = tuple((key, geom.visual_tokens) for key, _, geom in chunk)
+            if self.bytes + sum(tokens for _, tokens in images) * width > self.max_bytes:
                 break  # full: later screenshots run the tower in training, as they would without a pre-pass
             made = [pixel_cache.pixels(path, geom) for _, path, geom in chunk]
             grids = [grid for _, grid in made]
             inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in rope.vision_inputs(grids).items()}
-            self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
             pixels, grid = torch.cat([values for values, _ in made]).to(device), torch.cat(grids).to(device)
             with torch.no_grad():
+                self.expect(images)
                 try:
                     inner_model(model).get_image_features(pixels, grid, **inputs)
                 except TypeError as error:  # a release whose get_image_features takes no precomputed inputs
                     if "unexpected keyword" not in str(error):
                         raise
-                    self.expect(tuple((key, geom.visual_tokens) for key, _, geom in chunk))
+                    self.expect(images)
                     inner_model(model).get_image_features(pixels, grid)
         self.misses = 0  # the pre-pass is not a training forward
         self.filled += len(self.entries) - before
