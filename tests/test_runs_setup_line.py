@@ -10,7 +10,7 @@ def test_setup_line_names_what_auto_chose():
     line = setup_line(status)
     for part in ("bfloat16", "at most 6,144 tokens a pack", "gradient checkpointing off",
                  "compiled blocks keep 50% of their activations", "52 blocks compiled",
-                 "vision cache 12 screenshots (0.08 GiB)"):
+                 "vision cache 12 screenshots (84 MiB)"):
         assert part in line, part
     assert 'title="a trial step &lt;needs&gt; 26.3 GiB"' in line  # the reason, escaped, on hover
 
@@ -21,6 +21,7 @@ def test_setup_line_for_partial_checkpointing_an_eager_fallback_and_padding():
     line = setup_line(status)
     assert "padded batches" in line and "gradient checkpointing on (first 5 layers)" in line
     assert "eager from step 1" in line and "keep" not in line
+    assert "(2.50 GiB)" in setup_line({"vision_cache": {"screenshots": 300, "gib": 2.5}})
 
 
 def test_no_setup_line_before_the_trainer_has_said_anything():

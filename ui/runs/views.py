@@ -218,7 +218,9 @@ def setup_line(status: dict) -> str:
         bits.append(f"{status['compiled_blocks']} blocks compiled" + (f", eager from step {eager}" if eager else ""))
     cache = status.get("vision_cache") or {}
     if cache.get("screenshots"):
-        bits.append(f"vision cache {cache['screenshots']} screenshots ({cache.get('gib', 0):.2f} GiB)")
+        gib = cache.get("gib") or 0
+        size = f"{gib:.2f} GiB" if gib >= 0.1 else f"{gib * 1024:.0f} MiB"
+        bits.append(f"vision cache {cache['screenshots']} screenshots ({size})")
     return f'<div class="runs-note" data-field="setup">{" · ".join(bits)}</div>' if bits else ""
 
 
