@@ -211,6 +211,10 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
                             eval_dataset=ItemDataset(data.val) if data.val else None, data_collator=collator,
                             callbacks=[callback])
     trainer.train_collator, trainer.counter = train_collator, counter
+    from lora_core.training import sync_free
+
+    if sync_free.install(model):
+        trainer.image_tokens = (encoder.special.image_pad, settings.merge_size)
     vision_cache_gib = 0.0
     if config.training.packing and vision_cache_wanted(config.training.vision_cache, model):
         cache = trainer.vision_cache = VisionCache(model, cache_limit_bytes(memory_budget_gib(config) if cuda else None))

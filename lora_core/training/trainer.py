@@ -111,6 +111,7 @@ def make_trainer_class():
         eager_fallback = False  # training.compile auto: a checkpointed recompute that fails turns compiling off
         fell_back_at: int | None = None  # the step it happened at
         vision_cache = None  # vision_cache.VisionCache while the vision tower is frozen
+        image_tokens = None  # (image token id, merge size): each batch's image tokens are checked on the CPU
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -145,11 +146,47 @@ def make_trainer_class():
                 trained = self.accelerator.gather(torch.tensor(trained, device=device)).sum()
             return batches, trained
 
+        def _prepare_input(self, data):
+            """Tensors reach the GPU without the host waiting for each copy (the DataLoader pins them)."""
+            import torch
+
+            if isinstance(data, torch.Tensor) and self.args.device.type == "cuda" and not self.is_deepspeed_enabled:
+                return data.to(self.args.device, non_blocking=True)
+            return super()._prepare_input(data)
+
+        @staticmethod
+        def inputs_left_on_host(inputs: dict) -> tuple[str, ...]:
+            """A pack with no pixels (its vision outputs cached) keeps its image grids on the host: the tower
+            does not run, and the model reads them only to split the cached features (`.tolist()`, a sync for a
+            GPU tensor)."""
+            pixels = inputs.get("pixel_values")
+            if pixels is not None and pixels.shape[0] == 0 and "image_grid_thw" in inputs:
+                return ("image_grid_thw",)
+            return ()
+
+        def _prepare_inputs(self, inputs):
+            left = self.inputs_left_on_host(inputs)
+            if not left:
+                return super()._prepare_inputs(inputs)
+            prepared = super()._prepare_inputs({k: v for k, v in inputs.items() if k not in left})
+            return {**prepared, **{k: inputs[k] for k in left}}
+
+        def check_image_tokens(self, batch: dict) -> None:
+            """The count check the model's forward would make on the GPU (a sync), made here on the CPU."""
+            if self.image_tokens is None:
+                return
+            from lora_core.training.sync_free import image_token_mismatch
+
+            problem = image_token_mismatch(batch, *self.image_tokens)
+            if problem:
+                raise RunFailure("bad data", problem)
+
         def training_step(self, model, inputs, num_items_in_batch=None):
             if self.counter is not None:
                 self.counter.add(inputs)
             packs = inputs.get("packs")
             if packs is None:
+                self.check_image_tokens(inputs)
                 return super().training_step(model, without_counts(inputs), num_items_in_batch)
             total = None
             for number, pack in enumerate(packs):
@@ -163,6 +200,7 @@ def make_trainer_class():
             """One pack's forward and backward. Under `compile: auto`, a CheckpointError (the recompute ran
             another compiled graph than the forward pass) makes every block run eager from then on: the step's
             gradients so far are cleared and the pack is redone."""
+            self.check_image_tokens(pack)
             if self.vision_cache is not None:
                 pack = self.vision_cache.strip_pixels(pack)
             try:
