@@ -150,6 +150,34 @@ def test_rope_positions_restart_per_sample(setup):
     assert int(pack["labels"][0, first]) == IGNORE_INDEX  # nothing learns across the border
 
 
+def test_a_pack_of_one_sample_is_plain_causal_attention_with_the_same_loss(setup, monkeypatch):
+    """One sample needs no segments: the row runs the plain recipe's own causal sdpa (cuDNN's kernel on an
+    H200), not the per-segment or varlen path; a pack of two still splits."""
+    from lora_core.training import packing as packing_module
+    from lora_core.training.packing import ONE_SAMPLE_KEY
+
+    model, items, padded, packing = setup
+    model.eval()
+    split_calls = []
+    per_segment = packing_module.per_segment_sdpa
+    def watched(module, query, key, value, lengths, causal, *rest):  # causal: the text model's, not the tower's
+        split_calls.extend([lengths] if causal else [])
+        return per_segment(module, query, key, value, lengths, causal, *rest)
+
+    monkeypatch.setattr(packing_module, "per_segment_sdpa", watched)
+    slotted = type(packing)(packing.pixel_cache, packing.rope, None, slots=4)
+    one = slotted(items[:1])["packs"][0]
+    assert one[ONE_SAMPLE_KEY] is True and one["packed_cu_seqlens"].shape[0] == 5  # same boundary shape
+    (packed,) = per_sample_losses(model, one)
+    assert split_calls == []
+    alone = alone_loss(model, padded(items[:1]))
+    assert abs(float(packed) - float(alone)) <= TOLERANCE * max(1.0, abs(float(alone)))
+    two = slotted(items[:2])["packs"][0]
+    assert two[ONE_SAMPLE_KEY] is False
+    per_sample_losses(model, two)
+    assert split_calls  # the check above can fail: two samples take the per-segment path on the CPU
+
+
 def test_pack_budget_splits_a_micro_batch(setup):
     _, items, _, packing = setup
     lengths = [len(i.input_ids) for i in items]

@@ -5,8 +5,10 @@ sample border.
   and concatenated), so positions restart per sample exactly as in a one-by-one run.
 - Attention (`packed_sdpa`, registered in transformers' AttentionInterface) is causal within each sample and
   nothing across: on a CUDA GPU one variable-length flash kernel over the row (torch's `varlen_attn`), else
-  transformers' sdpa once per sample. Cost Σ Lᵢ², not L², and no mask tensor. Without segments it is plain
-  sdpa, mask included, so evaluation and generation are unchanged.
+  transformers' sdpa once per sample. Cost Σ Lᵢ², not L², and no mask tensor. A row of one sample is plain
+  causal sdpa, the plain recipe's own call (on an H200 torch picks cuDNN's kernel for it, about 1.8× faster
+  than varlen's flash kernel on ~6k tokens). Without segments it is plain sdpa, mask included, so evaluation
+  and generation are unchanged.
 - The vision tower runs under `packed_flash_vision`: "flash" in the name makes Qwen-VL's vision blocks pass
   cu_seqlens to the attention instead of splitting every image on the host (a GPU sync per layer); the
   collator precomputes those boundaries and the position-embedding interpolation on the CPU.
@@ -25,6 +27,8 @@ PACKED_ATTENTION = "packed_sdpa"
 PACKED_VISION_ATTENTION = "packed_flash_vision"
 # Forwarded by the model's **kwargs down to every attention call (text): lengths as ints, boundaries as a tensor.
 SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY = "packed_segments", "packed_cu_seqlens", "packed_max_length"
+ONE_SAMPLE_KEY = "packed_one_sample"  # a bool: a compiled block makes one graph for each value
+PACKED_KEYS = (SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY, ONE_SAMPLE_KEY)
 IMAGES_KEY = "packed_images"  # ((screenshot key, visual tokens), ...) in pixel order: for the vision cache
 VISION_ATTENTION_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
@@ -100,9 +104,13 @@ def register_packed_attention() -> None:
                               is_causal=None, **kwargs):
         segments = kwargs.pop(SEGMENTS_KEY, None)
         boundaries, longest = kwargs.pop(BOUNDARIES_KEY, None), kwargs.pop(LONGEST_KEY, None)
+        one_sample = kwargs.pop(ONE_SAMPLE_KEY, False)
         if boundaries is None or attention_mask is not None or not getattr(module, "is_causal", False):
             return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                           scaling=scaling, is_causal=is_causal, **kwargs)
+        if one_sample:
+            return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
+                                          is_causal=True, **kwargs)
         if not (dropout and module.training) and varlen_usable(query):
             return varlen_attention(module, query, key, value, boundaries, longest, True, scaling), None
         if segments is None:  # compiled blocks get no Python lengths (they would recompile per pack)
@@ -112,7 +120,7 @@ def register_packed_attention() -> None:
     def packed_vision_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                                 is_causal=None, **kwargs):
         boundaries, _, longest, _ = (kwargs.pop(name, None) for name in VISION_ATTENTION_KEYS)
-        for name in (SEGMENTS_KEY, BOUNDARIES_KEY, LONGEST_KEY):
+        for name in PACKED_KEYS:
             kwargs.pop(name, None)
         if boundaries is None:
             return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -242,14 +250,14 @@ def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: in
         positions.append(rope(item, item_grids))
     row = {"input_ids": torch.cat(ids)[None], "labels": torch.cat(labels)[None],
            "position_ids": torch.cat(positions, dim=1).to(torch.long)[:, None, :]}
-    # A pack of one sample is marked too: every pack then runs the same attention (and the same compiled graph).
+    # A pack of one sample has boundaries too (the same shapes for every pack); ONE_SAMPLE_KEY picks its kernel.
     lengths = [len(item.input_ids) for item in items]
     boundaries = [0]
     for length in lengths:
         boundaries.append(boundaries[-1] + length)
     boundaries += [boundaries[-1]] * max(0, (slots or 0) - len(lengths))
     row.update({SEGMENTS_KEY: tuple(lengths), BOUNDARIES_KEY: torch.tensor(boundaries, dtype=torch.int32),
-                LONGEST_KEY: max(longest or 0, *lengths)})
+                LONGEST_KEY: max(longest or 0, *lengths), ONE_SAMPLE_KEY: len(lengths) == 1})
     if grids:
         row["image_grid_thw"] = torch.cat(grids)
         row[IMAGES_KEY] = tuple(images)
