@@ -201,11 +201,15 @@ class StepProfiler:
         wall = time.perf_counter() - self.started
         events = self.profile.key_averages()
         gpu = sum(e.self_device_time_total for e in events) / 1e6
+        # the kernels alone: the sum above counts a kernel launched by an operator twice (its row and the
+        # operator's), as plain_recipe.py does; compiled graphs' Triton kernels have no operator row
+        kernels = sum(e.self_device_time_total for e in events if str(e.device_type).endswith("CUDA")) / 1e6
         top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
         host_top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
         counts = {e.key: e.count for e in events}
         (self.folder.path / "profile.json").write_text(json.dumps({
             "wall_3_steps_s": round(wall, 3), "gpu_kernel_s": round(gpu, 3), "gpu_busy": round(gpu / wall, 3),
+            "kernels_only_s": round(kernels, 3),
             "top": [(e.key[:60], round(e.self_device_time_total / 1e3, 1)) for e in top],
             # where the host spends the window (ms, calls): what the GPU waits for when it is not busy
             "host_top": [(e.key[:60], round(e.self_cpu_time_total / 1e3, 1), e.count) for e in host_top],
