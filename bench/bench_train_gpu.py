@@ -69,6 +69,7 @@ OUR_ROWS = [
     ("demo", "packed 22 / 12k, ckpt auto, compiled, activations 0.5", 22, 12288, "auto", "auto", "auto", 0.5),
     ("long", "packed 4 / 12.4k, ckpt auto, compiled, activations 0.5", 4, 12400, "auto", "auto", "auto", 0.5),
     ("long", "packed 4 / 6.2k, ckpt off, compiled, all activations", 4, 6200, False, "auto"),
+    ("long", "packed 4 / 6.2k, ckpt auto, compiled, activations 0.75", 4, 6200, "auto", "auto", "auto", 0.75),
 ]
 # One per scenario, the app's defaults for that batch: since 2026-12-04 auto picks for them what rows 13 and 14
 # set by hand (compiled blocks keep half their activations, no checkpointing), the best rows measured that day.

@@ -205,11 +205,15 @@ class StepProfiler:
         # operator's), as plain_recipe.py does; compiled graphs' Triton kernels have no operator row
         kernels = sum(e.self_device_time_total for e in events if str(e.device_type).endswith("CUDA")) / 1e6
         top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
+        # the profiler's own stop (collecting the trace) is inside the window's wall time, as in plain_recipe.py
+        stats = getattr(getattr(self.profile, "profiler", None), "_stats", None)
+        stop_us = getattr(stats, "profiler_disable_call_duration_us", None)
         host_top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:15]
         counts = {e.key: e.count for e in events}
         (self.folder.path / "profile.json").write_text(json.dumps({
             "wall_3_steps_s": round(wall, 3), "gpu_kernel_s": round(gpu, 3), "gpu_busy": round(gpu / wall, 3),
             "kernels_only_s": round(kernels, 3),
+            "profiler_stop_s": None if stop_us is None else round(stop_us / 1e6, 3),
             "top": [(e.key[:60], round(e.self_device_time_total / 1e3, 1)) for e in top],
             # where the host spends the window (ms, calls): what the GPU waits for when it is not busy
             "host_top": [(e.key[:60], round(e.self_cpu_time_total / 1e3, 1), e.count) for e in host_top],
