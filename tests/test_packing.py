@@ -46,8 +46,9 @@ def lora_model_with_weights(embedded_path, seed: int):
     return model
 
 
-@pytest.fixture(scope="module")
-def setup(workspace, embedded_path):
+def packing_setup(workspace, embedded_path, samples: int = 4, seed: int = 0):
+    """(LoRA model, the first demo samples, padding collator, packing collator with no budget); the encoder is
+    `packing.pixel_cache.encoder`."""
     from lora_core.training.collate import Collator, PackingCollator, PixelCache, takes_token_types
     from lora_core.training.config import RunConfig
     from lora_core.training.data import prepare_data, run_encoder
@@ -57,12 +58,17 @@ def setup(workspace, embedded_path):
     config.model = str(embedded_path)
     config.data.val_fraction = 0.0
     encoder = run_encoder(config, embedded_path)
-    items = prepare_data(config, workspace, None, encoder).train[:4]
-    model = lora_model_with_weights(embedded_path, seed=0)
+    items = prepare_data(config, workspace, None, encoder).train[:samples]
+    model = lora_model_with_weights(embedded_path, seed=seed)
     cache = PixelCache(encoder)
     padded = Collator(cache, takes_token_types(model))
     packing = PackingCollator(cache, RopePositions(model, encoder.special.image_pad), None)
     return model, items, padded, packing
+
+
+@pytest.fixture(scope="module")
+def setup(workspace, embedded_path):
+    return packing_setup(workspace, embedded_path)
 
 
 def per_sample_losses(model, pack, samples=None):

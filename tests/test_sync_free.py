@@ -10,7 +10,7 @@ from torch.utils._pytree import tree_leaves
 
 from lora_core.training import sync_free
 from lora_core.training.failures import RunFailure
-from tests.test_packing import lora_gradients, lora_model_with_weights, trainer_for
+from tests.test_packing import lora_gradients, packing_setup, trainer_for
 
 READS_BACK = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default",
               "aten.equal.default", "aten.is_nonzero.default", "aten._unique2.default",
@@ -66,19 +66,8 @@ class HostReads(TorchDispatchMode):
 
 @pytest.fixture(scope="module")
 def packed(workspace, embedded_path):
-    from lora_core.training.collate import PackingCollator, PixelCache
-    from lora_core.training.config import RunConfig
-    from lora_core.training.data import prepare_data, run_encoder
-    from lora_core.training.packing import RopePositions
-
-    config = RunConfig()
-    config.model = str(embedded_path)
-    config.data.val_fraction = 0.0
-    encoder = run_encoder(config, embedded_path)
-    items = prepare_data(config, workspace, None, encoder).train[:3]
-    model = lora_model_with_weights(embedded_path, seed=1)
-    collator = PackingCollator(PixelCache(encoder), RopePositions(model, encoder.special.image_pad), None)
-    return model, collator(items)["packs"][0], encoder
+    model, items, _, packing = packing_setup(workspace, embedded_path, samples=3, seed=1)
+    return model, packing(items)["packs"][0], packing.pixel_cache.encoder
 
 
 def step(model, trainer, pack):
@@ -131,14 +120,19 @@ def test_packed_step_reads_nothing_back_and_trains_what_transformers_trains(pack
 
 
 def test_a_pack_without_pixels_keeps_its_grids_on_the_host(packed, tmp_path):
-    import torch
-
     model, pack, _ = packed
     trainer = trainer_for(model, tmp_path)
+    sent = []
+    prepare_one = trainer._prepare_input
+    trainer._prepare_input = lambda data: sent.append(data) or prepare_one(data)  # what goes to the device
+    trainer._prepare_inputs(pack)
+    assert any(data is pack["image_grid_thw"] for data in sent)  # with pixels the grids go to the GPU
+    sent.clear()
     empty = dict(pack, pixel_values=pack["pixel_values"][:0])
     prepared = trainer._prepare_inputs(empty)
-    assert prepared["image_grid_thw"] is empty["image_grid_thw"]
-    assert set(prepared) == set(empty) and torch.equal(prepared["input_ids"], pack["input_ids"])
+    assert not any(data is empty["image_grid_thw"] for data in sent)
+    assert any(data is empty["input_ids"] for data in sent)
+    assert set(prepared) == set(empty) and prepared["image_grid_thw"] is empty["image_grid_thw"]
 
 
 def test_a_release_with_other_method_arguments_keeps_its_own_methods():

@@ -191,6 +191,7 @@ class StepProfiler:
         import json
 
         import torch
+        from torch.autograd import DeviceType
 
         self.steps += 1
         if self.steps < self.STEPS:
@@ -203,7 +204,7 @@ class StepProfiler:
         gpu = sum(e.self_device_time_total for e in events) / 1e6
         # the kernels alone: the sum above counts a kernel launched by an operator twice (its row and the
         # operator's), as plain_recipe.py does; compiled graphs' Triton kernels have no operator row
-        kernels = sum(e.self_device_time_total for e in events if str(e.device_type).endswith("CUDA")) / 1e6
+        kernels = sum(e.self_device_time_total for e in events if e.device_type == DeviceType.CUDA) / 1e6
         top = sorted(events, key=lambda e: -e.self_device_time_total)[:12]
         # the profiler's own stop (collecting the trace) is inside the window's wall time, as in plain_recipe.py
         stats = getattr(getattr(self.profile, "profiler", None), "_stats", None)
