@@ -524,15 +524,28 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     choice = auto_choice(fits)
     assert not choice.on and choice.activation_budget is None and fits.shares == []  # fits as it is
 
-    halved = FakeTrials((26.0, 4.0), (12.0, 4.0))  # the H200's demo row: 26 GiB, then 12 at half
-    choice = auto_choice(halved)
-    assert not choice.on and choice.activation_budget == 0.5 and halved.shares == [0.5]
-    assert "50% of their activations" in choice.reason
-    assert halved.eager == [True, False]  # the first trial compiles nothing; the half share's trial compiles
+    three_quarters = FakeTrials((24.6, 4.3), (15.3, 4.3))  # the H200's long row: 28.3 GiB, then 17.6 at 75%
+    choice = auto_choice(three_quarters)
+    assert not choice.on and choice.activation_budget == 0.75 and three_quarters.shares == [0.75]
+    assert "75% of their activations" in choice.reason and "within the 24 GiB budget" in choice.reason
+    assert three_quarters.eager == [True, False]  # the first trial compiles nothing; the share's trial compiles
 
-    still_over = FakeTrials((60.0, 4.0), (30.0, 4.0))
+    halved = FakeTrials((26.0, 4.0), (22.0, 4.0), (12.0, 4.0))  # 75% is over (25.3 GiB), half fits
+    choice = auto_choice(halved)
+    assert not choice.on and choice.activation_budget == 0.5 and halved.shares == [0.75, 0.5]
+    assert "75% of their activations (the rest recomputed inside each block), 25.3 GiB" in choice.reason
+    assert "50% of their activations" in choice.reason and halved.eager == [True, False, False]
+
+    # The H200's demo row of one 16k pack: even a keep of 0.5 × 75% would not fit, so only half is compiled.
+    still_over = FakeTrials((65.7, 4.5), (25.6, 4.5))
     choice = auto_choice(still_over)
-    assert choice.on and choice.activation_budget == 0.5 and 0 < choice.layers < 28  # layers from the second trial
+    assert choice.on and choice.activation_budget == 0.5 and still_over.shares == [0.5]
+    assert 0 < choice.layers < 28  # layers from the half share's trial
+
+    over_then_oom = FakeTrials((26.0, 4.0), (22.0, 4.0), "out of memory")
+    choice = auto_choice(over_then_oom)  # checkpoints under the share that was measured, and sets it back
+    assert choice.on and choice.activation_budget == 0.75 and over_then_oom.shares == [0.75, 0.5, 0.75]
+    assert 0 < choice.layers < 28
 
     eager = FakeTrials((26.0, 4.0))
     choice = auto_choice(eager, compiled=False)
@@ -541,11 +554,12 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
 
     recovered = FakeTrials("out of memory", (20.0, 4.0))  # a smaller GPU: the full trial does not run at all
     choice = auto_choice(recovered)
-    assert not choice.on and choice.activation_budget == 0.5 and "ran out of memory" in choice.reason
+    assert not choice.on and choice.activation_budget == 0.5 and recovered.shares == [0.5]
+    assert "ran out of memory" in choice.reason
 
     never = FakeTrials("out of memory", "out of memory")
     choice = auto_choice(never)
-    assert choice.on and choice.layers is None and choice.activation_budget == 0.5
+    assert choice.on and choice.layers is None and choice.activation_budget == 0.5 and "every layer" in choice.reason
 
     eager_oom = FakeTrials("out of memory")
     assert auto_choice(eager_oom, compiled=False).on and eager_oom.shares == []

@@ -183,8 +183,8 @@ FIELDS: list[Field] = [
           "between GEMMs; auto: on a CUDA GPU, off on a CPU", "compile blocks", extension=True),
     Field("training.activation_memory_budget", "float", None, MEMORY_GROUP,
           "compiled blocks keep this share of their activations for the backward pass and recompute the cheapest "
-          "of the rest (torch's activation_memory_budget); empty = all, or half when gradient_checkpointing auto "
-          "finds the step does not fit", "compiled activation share",
+          "of the rest (torch's activation_memory_budget); empty = all, or 75 % / 50 % when "
+          "gradient_checkpointing auto finds the step does not fit", "compiled activation share",
           minimum=0.05, maximum=1.0, nullable=True, extension=True),
     Field("training.vision_cache", "switch", "auto", MEMORY_GROUP,
           "compute each screenshot's vision tower output (and deepstack features) once, before training, and keep "
