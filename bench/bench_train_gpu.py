@@ -17,7 +17,8 @@ of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.
   by default the two goal rows (compiled blocks, checkpointing auto, which first lets the compiled blocks keep
   half of their activations), `--rows` picks others from OUR_ROWS (eager blocks, other token budgets, checkpointing off). One
   row takes 2–3 minutes, most of it compiling; the profiled window's profile.json also names where the host
-  spends its time (`host_top`, kernel launches and host syncs).
+  spends its time (`host_top`, kernel launches and host syncs) and where the GPU waits (`gpu_idle`: the
+  kernels' union over the window, the idle gaps by length, the host operations running in the long ones).
 - Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps, leaving out the
   logging interval that holds the 3 profiled steps; GPU busy is kernel time over wall time in that
   torch.profiler window, summed over every profiler row as plain_recipe.py --profile sums it (operator rows and
@@ -272,8 +273,8 @@ def figure(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scenario | trainer | settings | step s | tokens/s | peak GiB | GPU busy | kernels / steps | MFU |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| scenario | trainer | settings | step s | tokens/s | peak GiB | GPU busy | kernels' union | kernels / steps | MFU |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         profile = r.get("profile") or {}
         busy = profile.get("gpu_busy")
@@ -281,9 +282,10 @@ def table(rows: list[dict]) -> str:
         # unprofiled steps' time tells how busy the GPU is when nobody watches
         kernels = profile.get("kernels_only_s")
         unwatched = (kernels / (3 * r["step_s"])) if kernels and r.get("step_s") else None
+        union = (profile.get("gpu_idle") or {}).get("busy_share")  # some kernel running, over the window
         lines.append(f"| {r['scenario']} | {r['trainer']} | {r['settings']} | {r.get('step_s', '—')} | "
                      f"{figure(r.get('tokens_per_s'), ',.0f')} | {figure(r.get('peak_gib'), '.1f')} | "
-                     f"{'—' if busy is None else format(busy, '.0%')} | "
+                     f"{'—' if busy is None else format(busy, '.0%')} | {figure(union, '.0%')} | "
                      f"{'—' if unwatched is None else format(unwatched, '.0%')} | "
                      f"{format(r['mfu'], '.1%') if r.get('mfu') else '—'} |")
     return "\n".join(lines)

@@ -219,8 +219,63 @@ class StepProfiler:
             # where the host spends the window (ms, calls): what the GPU waits for when it is not busy
             "host_top": [(e.key[:60], round(e.self_cpu_time_total / 1e3, 1), e.count) for e in host_top],
             "kernel_launches": sum(n for key, n in counts.items() if key in LAUNCH_EVENTS),
-            "host_syncs": sum(n for key, n in counts.items() if key in SYNC_EVENTS)}))
+            "host_syncs": sum(n for key, n in counts.items() if key in SYNC_EVENTS),
+            "gpu_idle": gpu_idle(self.profile.events(), wall)}))
         return True
+
+
+IDLE_BUCKETS_US = (10, 100, 1000)  # a gap's length: launch-bound gaps are short, stalls long
+IDLE_NAMED_US = 50  # gaps at least this long are put down to what the host was doing in them
+
+
+def gpu_idle(events, wall_s: float) -> dict:
+    """Where the GPU waits in a profiled window: the share of wall time some kernel ran (their union, unlike
+    the summed `gpu_busy`), the idle gaps between kernels by length, and, for gaps of IDLE_NAMED_US or more,
+    the host operations that were running (the innermost, and the outermost below the step) at each gap's
+    middle, by idle time."""
+    from torch.autograd import DeviceType
+
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
+    busy, gaps, end = 0.0, [], None
+    for start, stop in spans:
+        if end is None or start > end:
+            if end is not None:
+                gaps.append((end, start))
+            busy += stop - start
+            end = stop
+        elif stop > end:
+            busy += stop - end
+            end = stop
+    bounds = (0,) + IDLE_BUCKETS_US + (float("inf"),)
+    by_length = {}
+    for low, high in zip(bounds, bounds[1:]):
+        lengths = [b - a for a, b in gaps if low <= b - a < high]
+        label = f"{low}-{high}us" if high != float("inf") else f">={low}us"
+        by_length[label] = [len(lengths), round(sum(lengths) / 1e3, 1)]
+    named = sorted(((a + b) / 2, b - a) for a, b in gaps if b - a >= IDLE_NAMED_US)
+    host = sorted(((e.time_range.start, e.time_range.end, e.name) for e in events
+                   if e.device_type == DeviceType.CPU and not e.name.startswith("ProfilerStep")),
+                  key=lambda span: span[0])
+    innermost, outermost, active, next_host = {}, {}, [], 0
+    for middle, length in named:
+        while next_host < len(host) and host[next_host][0] <= middle:
+            active.append(host[next_host])
+            next_host += 1
+        active = [span for span in active if span[1] >= middle]
+        if not active:
+            innermost["(no host operation)"] = innermost.get("(no host operation)", 0) + length
+            continue
+        inner = min(active, key=lambda span: span[1] - span[0])[2]
+        outer = max(active, key=lambda span: span[1] - span[0])[2]
+        innermost[inner] = innermost.get(inner, 0) + length
+        outermost[outer] = outermost.get(outer, 0) + length
+
+    def top(by_name):
+        return [(name[:60], round(us / 1e3, 1)) for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:10]]
+
+    return {"kernels_union_ms": round(busy / 1e3, 1), "busy_share": round(busy / 1e6 / wall_s, 3) if wall_s else None,
+            "gaps_ms_by_length": by_length, "idle_under_host_innermost_ms": top(innermost),
+            "idle_under_host_outermost_ms": top(outermost)}
 
 
 LAUNCH_EVENTS = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
