@@ -176,7 +176,9 @@ FIELDS: list[Field] = [
           extension=True),
     Field("training.max_tokens_per_batch", "int", 16384, MEMORY_GROUP,
           "token budget of one packed micro-batch (up to per_device_train_batch_size samples); a longer sample "
-          "trains alone; empty = no budget", "max tokens per micro-batch", minimum=1, nullable=True,
+          "trains alone; empty = no budget. On a large GPU a budget that holds all of a micro-batch's samples "
+          "keeps the GPU busiest (each pack costs the host the same per-layer work; checkpointing auto makes it "
+          "fit)", "max tokens per micro-batch", minimum=1, nullable=True,
           extension=True),
     Field("training.compile", "switch", "auto", MEMORY_GROUP,
           "torch.compile each decoder layer and vision block (dynamic shapes), fusing the elementwise work "
