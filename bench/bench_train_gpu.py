@@ -17,7 +17,8 @@ of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.
   by default the two goal rows (a step's samples in one pack, compiled blocks, checkpointing auto), `--rows`
   picks others from OUR_ROWS (eager blocks, other token budgets, checkpointing off). Both goal rows and every
   plain batch take longer than one 10-minute device call: run `--rows 0 --plain-batch demo=1,8,22` and
-  `--rows 2 --plain-batch long=1,2,4`, each side by side in its own call. One row takes 2–4 minutes, most of it compiling; the profiled window's profile.json also names where the host
+  `--rows 2 --plain-batch long=1,2,4`, each side by side in its own call. One row takes 2–4 minutes, most of
+  it compiling; the profiled window's profile.json also names where the host
   spends its time (`host_top`, kernel launches and host syncs) and where the GPU waits (`gpu_idle`: the
   kernels' union over the window, the idle gaps by length, the host operations running in the long ones).
 - Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps, leaving out the
@@ -49,7 +50,7 @@ CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.ji
                     "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
 PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
 # Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile
-# [, vision_cache[, activation_memory_budget]]); checkpointing auto checkpoints as many decoder layers as the
+# [, vision_cache[, activation_memory_budget[, lora_dtype]]]); checkpointing auto checkpoints as many decoder layers as the
 # memory goal needs
 OUR_ROWS = [
     ("demo", "packed 22 / 20k, ckpt auto, compiled", 22, 20480, "auto", "auto"),
@@ -72,6 +73,7 @@ OUR_ROWS = [
     ("long", "packed 4 / 12.4k, ckpt auto, compiled, activations 0.5", 4, 12400, "auto", "auto", "auto", 0.5),
     ("long", "packed 4 / 6.2k, ckpt off, compiled, all activations", 4, 6200, False, "auto"),
     ("long", "packed 4 / 6.2k, ckpt auto, compiled, activations 0.75", 4, 6200, "auto", "auto", "auto", 0.75),
+    ("long", "packed 4 / 24k, ckpt auto, compiled, LoRA weights bf16", 4, 24576, "auto", "auto", "auto", None, "bf16"),
 ]
 # One per scenario, every memory setting on auto, each a step in one pack: demo's 22 samples (auto checkpoints 8
 # layers) and long's 4 (13 layers). Both met all four goals on 2026-12-07. Packs of one long sample (row 3) run
@@ -136,7 +138,7 @@ def long_dataset(workspace: Path, history_answers: int = 70) -> Path:
 
 
 def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None = None, checkpointing="auto",
-                    compile_blocks="auto", vision_cache="auto", activation_budget=None):
+                    compile_blocks="auto", vision_cache="auto", activation_budget=None, lora_dtype="fp32"):
     from lora_core.training.config import LLM_TARGETS, RunConfig
 
     config = RunConfig()
@@ -154,6 +156,7 @@ def scenario_config(model: Path, steps: int, batch: int = 1, budget: int | None 
     config.training.compile = compile_blocks
     config.training.vision_cache = vision_cache
     config.training.activation_memory_budget = activation_budget
+    config.training.lora_dtype = lora_dtype
     config.training.memory_budget_gib = MEMORY_GOAL_GIB
     config.training.max_tokens_per_batch = budget
     config.data.val_fraction = 0.0
@@ -275,7 +278,8 @@ def figure(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| scenario | trainer | settings | step s | tokens/s | peak GiB | GPU busy | kernels' union | kernels / steps | MFU |",
+    lines = ["| scenario | trainer | settings | step s | tokens/s | peak GiB | GPU busy | kernels' union "
+             "| kernels / steps | MFU |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         profile = r.get("profile") or {}

@@ -283,6 +283,34 @@ def test_all_linear_as_a_list_is_what_peft_expands(embedded_path):
     assert coverage.peft_targets(["all-linear"]) == "all-linear" and coverage.peft_targets(["q_proj"]) == ["q_proj"]
 
 
+def test_lora_dtype_bf16_keeps_only_the_adapter_in_bf16_and_only_on_bf16_runs(embedded_path):
+    import torch
+
+    from lora_core.qwen.checkpoint import load_model
+    from lora_core.training.trainer import attach_lora, lora_dtype_line
+
+    config = preset("tiny-cpu").config()
+    assert config.training.lora_dtype == "fp32"  # the default: full-precision adapter weights and updates
+    model, _ = attach_lora(load_model(embedded_path), config, bf16=True)
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert lora_dtype_line(config, True, model).startswith("LoRA weights: fp32, computed in bf16 under autocast")
+
+    config.training.lora_dtype = "bf16"
+    model, _ = attach_lora(load_model(embedded_path), config, bf16=True)
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.float32}  # the base as loaded
+    assert "each optimizer update is rounded to bf16" in lora_dtype_line(config, True, model)
+    inputs = torch.randint(0, 1000, (1, 12))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16 run computes (RunTrainer.bf16_lora)
+        model(input_ids=inputs, labels=inputs).loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.bfloat16 for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+    model, _ = attach_lora(load_model(embedded_path), config, bf16=False)  # an fp32 run: told, not applied
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    assert "applies to bf16 runs only" in lora_dtype_line(config, False, model)
+
+
 # ----------------------------------------------------------------- two gloo ranks on the CPU
 
 

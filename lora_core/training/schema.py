@@ -27,6 +27,7 @@ EVAL_STRATEGIES = ("no", "steps", "epoch")
 SAVE_STRATEGIES = ("no", "steps", "epoch", "best")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+LORA_DTYPES = ("fp32", "bf16")
 COORDINATE_SPACES = ("norm1000", "norm999", "abs-resized", "abs-original")
 REPORTERS = ("none", "tensorboard", "trackio", "wandb", "all")
 
@@ -195,6 +196,10 @@ FIELDS: list[Field] = [
     Field("training.use_4bit", "bool", False, MEMORY_GROUP, "bitsandbytes NF4; needs CUDA (§8.6.7)"),
     Field("training.sft.bf16", "switch", "auto", MEMORY_GROUP, "auto: bf16 on a GPU that has it, fp32 otherwise"),
     Field("training.sft.fp16", "bool", False, MEMORY_GROUP, "needs CUDA"),
+    Field("training.lora_dtype", "choice", "fp32", MEMORY_GROUP,
+          "the LoRA weights' dtype. fp32: full-precision weights and optimizer updates, computed in bf16 under a "
+          "bf16 run; bf16 (bf16 runs only): half the adapter's weight, gradient and optimizer memory, each "
+          "update rounded to bf16", "LoRA weights", choices=LORA_DTYPES, extension=True),
     Field("training.gpus", "int", 1, MEMORY_GROUP, "above 1 the run starts through torchrun", "GPUs", minimum=1,
           extension=True),
 ]

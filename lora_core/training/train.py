@@ -149,7 +149,9 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.training.memory import choose_checkpointing, memory_budget_gib
     from lora_core.training.packing import RopePositions, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
-    from lora_core.training.trainer import attach_lora, load_base_model, make_trainer_class
+    from lora_core.training.schema import resolved_bf16
+    from lora_core.training.trainer import (attach_lora, load_base_model, lora_dtype_line,
+                                            make_trainer_class)
     from lora_core.training.vision_cache import VisionCache, cache_limit_bytes, expected_bytes, vision_cache_wanted
 
     cuda = torch.cuda.is_available()
@@ -179,7 +181,8 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
                              image_settings=settings.as_dict(), recipe=encoder.recipe.name, unknown_keys=loaded.unknown_keys)
 
     model = load_base_model(model_path, config, cuda)
-    model, entries = attach_lora(model, config)
+    bf16 = resolved_bf16(config, cuda)
+    model, entries = attach_lora(model, config, bf16=bf16)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     print(f"LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, trainable params: {trainable:,} || all params: "
@@ -187,6 +190,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     for entry in entries:
         print(f"  target {entry.entry!r}: {len(entry.modules)} modules "
               f"({', '.join(f'{g} {c}' for g, c in entry.groups.items())})", flush=True)
+    print(lora_dtype_line(config, bf16, model), flush=True)
 
     pixel_cache = PixelCache(encoder)
     collator = Collator(pixel_cache, takes_token_types(model))  # padded: evaluation (and packing: false)

@@ -43,8 +43,9 @@ def load_base_model(model_path: Path, config, cuda: bool):
     return model
 
 
-def attach_lora(model, config):
-    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT."""
+def attach_lora(model, config, bf16: bool = False):
+    """Check every target entry (an entry that matches nothing stops the run), then wrap with PEFT. PEFT keeps
+    the adapter in fp32; `training.lora_dtype: bf16` casts it to bf16 when the run computes in bf16 (`bf16`)."""
     from peft import LoraConfig, get_peft_model
 
     from lora_core.analysis.coverage import check_entries, list_modules, peft_targets
@@ -54,7 +55,27 @@ def attach_lora(model, config):
         raise RunFailure("bad config", errors[0])
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=peft_targets(config.lora.target_modules), task_type="CAUSAL_LM")
-    return get_peft_model(model, lora), entries
+    model = get_peft_model(model, lora)
+    if bf16 and config.training.lora_dtype == "bf16":
+        import torch
+
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(torch.bfloat16)
+    return model, entries
+
+
+def lora_dtype_line(config, bf16: bool, model) -> str:
+    """The setup line saying what the LoRA weights are kept in, and why."""
+    kept = next((str(p.dtype).replace("torch.", "") for p in model.parameters() if p.requires_grad), "none")
+    kept = {"float32": "fp32", "bfloat16": "bf16"}.get(kept, kept)
+    if config.training.lora_dtype == "bf16" and not bf16:
+        return (f"LoRA weights: {kept} (training.lora_dtype: bf16 applies to bf16 runs only, and this run computes "
+                f"in fp32)")
+    if kept == "bf16":
+        return "LoRA weights: bf16 (training.lora_dtype: bf16; each optimizer update is rounded to bf16)"
+    how = "computed in bf16 under autocast" if bf16 else "computed in fp32"
+    return f"LoRA weights: {kept}, {how} (training.lora_dtype: bf16 halves their memory on a bf16 run)"
 
 
 def next_token_loss(logits, labels, positions, num_items_in_batch=None):
