@@ -37,7 +37,8 @@ def test_gpu_idle_counts_the_kernels_union_and_names_what_the_host_did_in_each_l
         return SimpleNamespace(name=name, device_type=device, time_range=SimpleNamespace(start=start, end=end))
 
     kernel = DeviceType.CUDA
-    events = [event("k1", 0, 100, kernel), event("k2", 50, 150, kernel),  # overlapping: 150 us busy
+    events = [event("k1", 0, 100, kernel), event("k1b", 10, 20, kernel),  # nested: no time of its own
+              event("k2", 50, 150, kernel),                              # overlapping: 150 us busy
               event("k3", 155, 200, kernel),                             # a 5 us gap
               event("k4", 700, 800, kernel),                             # a 500 us gap, the host in a sync
               event("ProfilerStep#1", 0, 1000), event("Optimizer.step", 180, 760),

@@ -233,19 +233,12 @@ def gpu_idle(events, wall_s: float) -> dict:
     the summed `gpu_busy`), the idle gaps between kernels by length, and, for gaps of IDLE_NAMED_US or more,
     the host operations that were running (the innermost, and the outermost below the step) at each gap's
     middle, by idle time."""
+    from collections import Counter
+
     from torch.autograd import DeviceType
 
-    spans = sorted((e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA)
-    busy, gaps, end = 0.0, [], None
-    for start, stop in spans:
-        if end is None or start > end:
-            if end is not None:
-                gaps.append((end, start))
-            busy += stop - start
-            end = stop
-        elif stop > end:
-            busy += stop - end
-            end = stop
+    busy, gaps = kernels_union(sorted((e.time_range.start, e.time_range.end) for e in events
+                                      if e.device_type == DeviceType.CUDA))
     bounds = (0,) + IDLE_BUCKETS_US + (float("inf"),)
     by_length = {}
     for low, high in zip(bounds, bounds[1:]):
@@ -256,26 +249,39 @@ def gpu_idle(events, wall_s: float) -> dict:
     host = sorted(((e.time_range.start, e.time_range.end, e.name) for e in events
                    if e.device_type == DeviceType.CPU and not e.name.startswith("ProfilerStep")),
                   key=lambda span: span[0])
-    innermost, outermost, active, next_host = {}, {}, [], 0
-    for middle, length in named:
+    innermost, outermost, active, next_host = Counter(), Counter(), [], 0
+    for middle, length in named:  # a sweep: the host spans open at each gap's middle
         while next_host < len(host) and host[next_host][0] <= middle:
             active.append(host[next_host])
             next_host += 1
         active = [span for span in active if span[1] >= middle]
         if not active:
-            innermost["(no host operation)"] = innermost.get("(no host operation)", 0) + length
+            innermost["(no host operation)"] += length
             continue
-        inner = min(active, key=lambda span: span[1] - span[0])[2]
-        outer = max(active, key=lambda span: span[1] - span[0])[2]
-        innermost[inner] = innermost.get(inner, 0) + length
-        outermost[outer] = outermost.get(outer, 0) + length
+        innermost[min(active, key=lambda span: span[1] - span[0])[2]] += length
+        outermost[max(active, key=lambda span: span[1] - span[0])[2]] += length
 
-    def top(by_name):
-        return [(name[:60], round(us / 1e3, 1)) for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:10]]
+    def top(by_name: Counter):
+        return [(name[:60], round(us / 1e3, 1)) for name, us in by_name.most_common(10)]
 
     return {"kernels_union_ms": round(busy / 1e3, 1), "busy_share": round(busy / 1e6 / wall_s, 3) if wall_s else None,
             "gaps_ms_by_length": by_length, "idle_under_host_innermost_ms": top(innermost),
             "idle_under_host_outermost_ms": top(outermost)}
+
+
+def kernels_union(spans: list) -> tuple[float, list]:
+    """The time some kernel of `spans` ((start, end), sorted) ran, and the gaps between them."""
+    busy, gaps, end = 0.0, [], None
+    for start, stop in spans:
+        if end is not None and start <= end:
+            busy += max(0.0, stop - end)
+            end = max(end, stop)
+            continue
+        if end is not None:
+            gaps.append((end, start))
+        busy += stop - start
+        end = stop
+    return busy, gaps
 
 
 LAUNCH_EVENTS = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"}
