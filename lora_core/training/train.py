@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -147,7 +148,7 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
     from lora_core.training.collate import Collator, ItemDataset, PackingCollator, PixelCache, takes_token_types
     from lora_core.training.compiled import compile_blocks, compile_wanted, vision_trains
     from lora_core.training.memory import choose_checkpointing, memory_budget_gib
-    from lora_core.training.packing import RopePositions, use_packed_attention
+    from lora_core.training.packing import RopePositions, fewer_packs_hint, use_packed_attention
     from lora_core.training.data import prepare_data, run_encoder
     from lora_core.training.schema import resolved_bf16
     from lora_core.training.trainer import (attach_lora, load_base_model, lora_dtype_line,
@@ -247,6 +248,12 @@ def train_and_evaluate(folder: RunFolder, config_path: Path, data_path, workspac
                if config.training.packing else "padded micro-batches")
     print(f"gradient_checkpointing {'on' if checkpointing.on else 'off'} ({checkpointing.setting}: "
           f"{checkpointing.reason}); {batches}", flush=True)
+    if config.training.packing and data.train:
+        hint = fewer_packs_hint(config.sft.per_device_train_batch_size, config.sft.gradient_accumulation_steps,
+                                config.training.max_tokens_per_batch,
+                                statistics.median(len(item.input_ids) for item in data.train), cuda)
+        if hint:
+            print(hint, flush=True)
     if is_main:
         folder.update_status(gradient_checkpointing=checkpointing.as_status(), packing=config.training.packing,
                              max_tokens_per_batch=config.training.max_tokens_per_batch,
