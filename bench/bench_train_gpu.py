@@ -18,9 +18,9 @@ of ~5.8 k tokens (a long action history, max_length 6200 as in the seed's §8.6.
   picks others from OUR_ROWS (eager blocks, other token budgets, checkpointing off). Both goal rows and every
   plain batch take longer than one 10-minute device call: run `--rows 0 --plain-batch demo=1,8,22` and
   `--rows 2 --plain-batch long=1,2,4`, each side by side in its own call. One row takes 2–4 minutes, most of
-  it compiling; the profiled window's profile.json also names where the host
-  spends its time (`host_top`, kernel launches and host syncs) and where the GPU waits (`gpu_idle`: the
-  kernels' union over the window, the idle gaps by length, the host operations running in the long ones).
+  it compiling; the profiled window's profile.json also names where the host spends its time (`host_top`,
+  kernel launches and host syncs) and where the GPU waits (`gpu_idle`: the kernels' union over the window,
+  the idle gaps by length, the host operations running in the long ones).
 - Tokens/s counts non-padding input tokens (image pads included) after 5 warm-up steps, leaving out the
   logging interval that holds the 3 profiled steps; GPU busy is kernel time over wall time in that
   torch.profiler window, summed over every profiler row as plain_recipe.py --profile sums it (operator rows and
@@ -50,8 +50,8 @@ CHECKPOINT_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.ji
                     "preprocessor_config.json", "video_preprocessor_config.json", "generation_config.json")
 PLAIN_BATCHES = {"demo": [1, 8, 22], "long": [1, 2, 4]}
 # Our rows: (scenario, label, per_device_train_batch_size, max_tokens_per_batch, gradient_checkpointing, compile
-# [, vision_cache[, activation_memory_budget[, lora_dtype]]]); checkpointing auto checkpoints as many decoder layers as the
-# memory goal needs
+# [, vision_cache[, activation_memory_budget[, lora_dtype]]]); checkpointing auto checkpoints as many decoder
+# layers as the memory goal needs
 OUR_ROWS = [
     ("demo", "packed 22 / 20k, ckpt auto, compiled", 22, 20480, "auto", "auto"),
     ("demo", "packed 22 / 6k, ckpt auto, compiled", 22, 6144, "auto", "auto"),

@@ -570,13 +570,14 @@ def test_auto_keeps_fewer_compiled_activations_before_it_checkpoints_layers():
     assert told.eager == [False]  # measured compiled, under that share
 
 
-def test_a_gpu_run_of_one_sample_micro_batches_is_told_how_to_pack_fewer():
+def test_a_gpu_run_of_small_micro_batches_is_told_how_to_pack_fewer():
     from lora_core.training.packing import fewer_packs_hint
 
     hint = fewer_packs_hint(per_device=1, accumulation=8, budget=16384, median_tokens=750, cuda=True)
     assert "per_device_train_batch_size 8 with gradient_accumulation_steps 1" in hint
+    assert "per_device_train_batch_size 8 " in fewer_packs_hint(2, 4, 16384, 750, cuda=True)
     assert fewer_packs_hint(1, 8, None, 750, cuda=True) is not None  # no budget: everything fits one pack
     assert fewer_packs_hint(1, 8, 16384, 750, cuda=False) is None  # the CPU is not host-bound this way
-    assert fewer_packs_hint(4, 2, 16384, 750, cuda=True) is None  # packs already hold several samples
+    assert fewer_packs_hint(11, 2, 16384, 750, cuda=True) is None  # a micro-batch already fills half a pack
     assert fewer_packs_hint(1, 1, 16384, 750, cuda=True) is None  # the step holds one sample
     assert fewer_packs_hint(1, 4, 6200, 5760, cuda=True) is None  # the budget fits one long sample only

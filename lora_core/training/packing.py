@@ -220,15 +220,16 @@ class RopePositions:
 
 def fewer_packs_hint(per_device: int, accumulation: int, budget: int | None, median_tokens: float,
                      cuda: bool) -> str | None:
-    """A line for a GPU run whose micro-batches hold one sample while the optimizer step holds several and the
-    token budget would fit two: each pack costs the host the same per-layer work, so fewer, fuller packs keep
-    a large GPU busier."""
-    if not cuda or per_device != 1 or accumulation <= 1 or (budget is not None and budget < 2 * median_tokens):
+    """A line for a GPU run whose packs could hold more of the optimizer step's samples than a micro-batch
+    gives them: each pack costs the host the same per-layer work, so fewer, fuller packs keep a GPU busier."""
+    if not cuda or accumulation <= 1 or (budget is not None and budget < 2 * per_device * median_tokens):
         return None
-    return (f"packing: each micro-batch holds one sample (per_device_train_batch_size 1), so every pack is one "
-            f"sample; per_device_train_batch_size {accumulation} with gradient_accumulation_steps 1 trains the "
-            f"same {accumulation} samples per optimizer step, with the same loss normalisation, in fewer packs: "
-            f"on an H100, 4 samples in one pack kept the GPU 96 % busy, in 4 packs 66 % (docs/BENCHMARKS.md)")
+    samples = per_device * accumulation
+    held = f"{per_device} sample{'s' if per_device > 1 else ''}"
+    return (f"packing: each micro-batch holds {held}, under half of what a pack may hold; "
+            f"per_device_train_batch_size {samples} with "
+            f"gradient_accumulation_steps 1 trains the same {samples} samples per optimizer step, with the same "
+            f"loss normalisation, in fewer, fuller packs, which keep the GPU busier (docs/BENCHMARKS.md)")
 
 
 def packed_row(items: list[Encoded], pixel_cache, rope: RopePositions, slots: int | None = None,
