@@ -38,6 +38,23 @@ def test_form_zero_means_not_set_and_bad_values_name_their_key():
         config_from_form(values)
 
 
+def test_a_nullable_number_box_takes_its_not_set_zero_and_the_schema_still_checks_the_rest():
+    """gradio refuses a Number below its minimum before any handler runs: a nullable field's 0 ("not set")
+    must pass its box, and a real value below the field's minimum is still refused, by the schema."""
+    from lora_core.training.config import FIELDS
+    from ui.runs.form import make_component
+
+    config = preset("tiny-cpu").config()
+    nullable = [f for f in FIELDS if f.kind in ("int", "float") and f.nullable and (f.minimum or 0) > 0]
+    assert "training.activation_memory_budget" in [f.path for f in nullable]
+    for spec in nullable:
+        assert make_component(spec, config, demo=False).preprocess(0) == 0, spec.path
+    values = form_values(config)
+    values[[f.path for f in FIELDS].index("training.activation_memory_budget")] = 0.01
+    with pytest.raises(ConfigError, match="activation_memory_budget"):
+        config_from_form(values)
+
+
 def demo_ctx(exposed=True, demo=True, workspace=None, authenticated=False):
     return SimpleNamespace(demo_mode=demo, exposed=exposed, workspace=workspace, authenticated=authenticated,
                            view_only=exposed and not authenticated)

@@ -77,7 +77,9 @@ def make_component(spec, config: RunConfig, demo: bool):
     if spec.kind == "bool":
         return gr.Checkbox(value=value, **common)
     if spec.kind in ("int", "float"):
-        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, minimum=spec.minimum,
+        # a nullable field shows "not set" as 0, which the box must accept (the schema checks the rest)
+        minimum = 0 if spec.nullable and spec.minimum is not None and spec.minimum > 0 else spec.minimum
+        return gr.Number(value=value, precision=0 if spec.kind == "int" else None, minimum=minimum,
                          maximum=spec.maximum, **common)
     if spec.kind == "choice":
         return gr.Dropdown(list(spec.choices), value=value, **common)
